@@ -29,6 +29,8 @@ from .errors import InputError, ShapeError
 
 __all__ = [
     "Frame",
+    "FlowResult",
+    "PairwisePointmaps",
     "Tracks",
     "PointCloud",
     "WindowResult",
@@ -237,3 +239,71 @@ class WindowResult:
 
     def __len__(self) -> int:
         return len(self.stamps_ns)
+
+
+@dataclass
+class FlowResult:
+    """Dense optical flow on the edges of a pair graph, both directions.
+
+    Attributes:
+        edges: ``E`` pairs ``(i, j)`` of frame indices in the window.
+        flow_fwd: ``E 2 H W`` float32 flow from frame i to frame j (pixels, dx dy).
+        flow_bwd: ``E 2 H W`` float32 flow from frame j to frame i.
+        valid_fwd: ``E H W`` bool, forward-backward consistent and in bounds (pixels of frame i).
+        valid_bwd: ``E H W`` bool, the same for pixels of frame j.
+    """
+
+    edges: list
+    flow_fwd: np.ndarray
+    flow_bwd: np.ndarray
+    valid_fwd: np.ndarray
+    valid_bwd: np.ndarray
+
+    def __post_init__(self) -> None:
+        s = check_shape("FlowResult.flow_fwd", self.flow_fwd, "E 2 H W", {"E": len(self.edges)})
+        check_shape("FlowResult.flow_bwd", self.flow_bwd, "E 2 H W", s)
+        check_shape("FlowResult.valid_fwd", self.valid_fwd, "E H W", s)
+        check_shape("FlowResult.valid_bwd", self.valid_bwd, "E H W", s)
+
+    def index(self, i: int, j: int) -> int:
+        """Position of edge ``(i, j)`` in ``edges`` (raises KeyError when absent)."""
+        for e, (a, b) in enumerate(self.edges):
+            if (a, b) == (i, j):
+                return e
+        raise KeyError((i, j))
+
+
+@dataclass
+class PairwisePointmaps:
+    """DUSt3R-style pairwise predictions for the edges of a window's pair graph.
+
+    For edge ``e = (i, j)``: ``pts_i[e]`` is view i's pointmap and ``pts_j[e]`` view j's pointmap, both expressed in
+    the camera frame of view i (DUSt3R's ``pts3d`` and ``pts3d_in_other_view``), each with a confidence >= 0
+    (larger = more reliable; DUSt3R's ``1 + exp(x)``; the geometric backend uses the same range).
+
+    Attributes:
+        edges: ``E`` pairs ``(i, j)``.
+        pts_i, pts_j: ``E H W 3`` float32.
+        conf_i, conf_j: ``E H W`` float32.
+        T_i_j: optional ``E 4 4`` relative poses (maps frame-j camera points into frame i) when the backend knows
+            them (geometric backend); scale consistent with the pointmaps.
+        focal: optional ``E`` focal estimate in pixels per edge (when K was unknown).
+    """
+
+    edges: list
+    pts_i: np.ndarray
+    pts_j: np.ndarray
+    conf_i: np.ndarray
+    conf_j: np.ndarray
+    T_i_j: Optional[np.ndarray] = None
+    focal: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        s = check_shape("PairwisePointmaps.pts_i", self.pts_i, "E H W 3", {"E": len(self.edges)})
+        check_shape("PairwisePointmaps.pts_j", self.pts_j, "E H W 3", s)
+        check_shape("PairwisePointmaps.conf_i", self.conf_i, "E H W", s)
+        check_shape("PairwisePointmaps.conf_j", self.conf_j, "E H W", s)
+        if self.T_i_j is not None:
+            check_shape("PairwisePointmaps.T_i_j", self.T_i_j, "E 4 4", s)
+        if self.focal is not None:
+            check_shape("PairwisePointmaps.focal", self.focal, "E", s)
