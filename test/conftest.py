@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +38,10 @@ def device(request):
 
 
 @pytest.fixture
-def rng() -> np.random.Generator:
+def rng():
+    """A seeded numpy Generator."""
+    import numpy as np
+
     return np.random.default_rng(0)
 
 
