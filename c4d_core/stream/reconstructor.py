@@ -1,0 +1,519 @@
+"""The streaming engine: sliding windows over an endless frame stream, chained into one world.
+
+Window ``k`` covers processed frames ``[k*S, k*S + W)`` (W = ``stream.window_size``, S = ``stream.window_stride``);
+the first window reports all of its frames, every later one its ``S`` newest, so each frame is reported exactly
+once, at the end of the window that first contains it as a *new* frame. The overlap ``W - S`` gives the new window
+a warm start and the similarity that puts it into the world frame with a continuous scale.
+
+Synchronous use::
+
+    engine = Reconstructor(C4DConfig())
+    for frame in frames:
+        result = engine.push(frame)          # WindowResult or None
+    result = engine.flush()
+
+Worker use (a live caller never blocks)::
+
+    engine.start(on_result=publish, on_error=log_it)
+    engine.submit(frame)                     # returns False when the bounded queue dropped its oldest frame
+    engine.stop()
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+import cv2
+import numpy as np
+
+from ..config import C4DConfig
+from ..device import resolve_device
+from ..errors import C4DError, InputError, OptimizationError
+from ..types import Frame, PointCloud, Tracks, WindowResult
+from .chaining import Sim3, align_window_to_world, apply_sim3_to_poses
+from .frames import FrameSelector, PreparedFrame, check_not_degenerate, prepare_frame
+from .map import PathHistory, StaticMap
+from .stats import EngineStats
+
+__all__ = ["Reconstructor", "WorldFrameState"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorldFrameState:
+    """What the engine remembers of an already-solved frame (for the next window's overlap)."""
+
+    T_world_cam: np.ndarray
+    depth: np.ndarray  # world scale, processing resolution
+    confidence: np.ndarray
+    focal: float
+
+
+def _resize_stack(arr: np.ndarray, H: int, W: int, interp: int) -> np.ndarray:
+    if arr.shape[1:3] == (H, W):
+        return arr
+    return np.stack([cv2.resize(a, (W, H), interpolation=interp) for a in arr])
+
+
+class Reconstructor:
+    """Streaming C4D engine (see the module docstring).
+
+    Args:
+        cfg: the configuration.
+        processor: a per-window solver with ``process(images, K, tracks, warm_start=None)``; built from ``cfg`` when
+            None (:class:`c4d_core.window.WindowProcessor`). Tests inject fakes here.
+        tracker: a :class:`~c4d_core.correspondence.PointTracker`; built from ``cfg.tracker`` when None.
+    """
+
+    def __init__(self, cfg: Optional[C4DConfig] = None, *, processor: Any = None, tracker: Any = None) -> None:
+        self.cfg = cfg if cfg is not None else C4DConfig()
+        self.device = resolve_device(self.cfg.runtime.device)
+        if self.cfg.runtime.num_threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.runtime.num_threads)
+        if processor is None:
+            from ..window import WindowProcessor
+
+            processor = WindowProcessor(self.cfg, self.device)
+        if tracker is None:
+            from ..correspondence import make_point_tracker
+
+            tracker = make_point_tracker(self.cfg.tracker, self.device, seed=self.cfg.runtime.seed)
+        self._processor = processor
+        self._tracker = tracker
+        self._selector = FrameSelector(self.cfg.stream)
+        self._map = StaticMap(self.cfg.map.voxel_size, self.cfg.map.max_points)
+        self._path = PathHistory(self.cfg.map.path_length)
+        self._stats = EngineStats()
+        self._lock = threading.RLock()  # one window at a time; push/flush/reset are serialised
+        self._worker: Optional[threading.Thread] = None
+        self._queue: Deque[tuple[Frame, float]] = collections.deque()
+        self._cv = threading.Condition()
+        self._stop_requested = False
+        self._flush_on_stop = True
+        self._on_result: Optional[Callable[[WindowResult], None]] = None
+        self._on_error: Optional[Callable[[BaseException], None]] = None
+        self._reset_state()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        self._buf: List[PreparedFrame] = []
+        self._push_time: Dict[int, float] = {}
+        self._world: "collections.OrderedDict[int, WorldFrameState]" = collections.OrderedDict()
+        self._next_index = 0
+        self._reported_upto = 0  # frames with index < this were reported
+        self._window_index = 0
+        self._last_stamp: Optional[int] = None
+        self._input_size: Optional[tuple[int, int]] = None
+        self._K_last: Optional[np.ndarray] = None
+        self._anchor: Optional[WorldFrameState] = None  # last valid frame, anchors a new segment
+        self._segment_start = True
+        self._pending_reset = True
+        self._scale_ratios: Deque[float] = collections.deque(maxlen=64)
+        self._selector.reset()
+        self._map.clear()
+        self._path.clear()
+        self._tracker.reset()
+
+    def reset(self) -> None:
+        """Start a new world: forget every frame, pose, track and map point (the next result has ``reset=True``)."""
+        with self._lock:
+            with self._cv:
+                self._queue.clear()
+            self._reset_state()
+            self._stats.count("resets")
+            log.info("engine reset: a new world starts with the next frame")
+
+    # ------------------------------------------------------------------ synchronous API
+    def push(self, frame: Frame) -> Optional[WindowResult]:
+        """Add one frame; returns a :class:`WindowResult` when it completes a window, else None.
+
+        Raises :class:`InputError` for a frame that cannot be used (that frame only; the stream continues).
+        """
+        return self._push(frame, time.perf_counter())
+
+    def _push(self, frame: Frame, t_in: float) -> Optional[WindowResult]:
+        with self._lock:
+            self._stats.count("frames_in")
+            try:
+                self._check_frame(frame)
+            except InputError as err:
+                self._stats.count("frames_rejected")
+                self._stats.error(str(err))
+                raise
+            if not self._selector.keep(frame):
+                self._stats.count("frames_skipped")
+                return None
+            pf = prepare_frame(frame, self._next_index, self.cfg.stream)
+            if pf.K is not None:
+                self._K_last = pf.K
+            elif self._K_last is not None:
+                pf.K = self._K_last
+            self._next_index += 1
+            self._last_stamp = frame.stamp_ns
+            self._buf.append(pf)
+            self._push_time[pf.index] = t_in
+            t0 = time.perf_counter()
+            self._tracker.add_frame(pf.index, pf.image)
+            self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+            if len(self._buf) >= self.cfg.stream.window_size:
+                return self._run_window()
+            return None
+
+    def flush(self) -> Optional[WindowResult]:
+        """Finish the last partial window at the end of a stream (None when every frame was reported)."""
+        with self._lock:
+            if not self._buf or self._buf[-1].index < self._reported_upto:
+                return None
+            return self._run_window(final=True)
+
+    def _check_frame(self, frame: Frame) -> None:
+        if not isinstance(frame, Frame):
+            raise InputError(f"push() expects a c4d_core.Frame, got {type(frame).__name__}")
+        check_not_degenerate(frame.image)
+        if self._last_stamp is not None:
+            if frame.stamp_ns == self._last_stamp:
+                raise InputError(f"repeated stamp {frame.stamp_ns} ns: frame ignored")
+            if frame.stamp_ns < self._last_stamp:
+                log.warning("stamp went backwards (%d -> %d ns; bag loop or clock reset): starting a new world",
+                            self._last_stamp, frame.stamp_ns)
+                self._reset_state()
+                self._stats.count("resets")
+            elif (frame.stamp_ns - self._last_stamp) * 1e-9 > self.cfg.stream.max_stamp_gap_s:
+                log.warning("gap of %.2f s in the stream: starting a new segment anchored at the last pose",
+                            (frame.stamp_ns - self._last_stamp) * 1e-9)
+                self._new_segment()
+        size = (frame.width, frame.height)
+        if self._input_size is not None and size != self._input_size:
+            log.warning("input size changed from %dx%d to %dx%d; frames are resized to the processing resolution",
+                        *self._input_size, *size)
+            if frame.K is None:
+                self._K_last = None  # the old K belongs to the old resolution
+        self._input_size = size
+
+    def _new_segment(self) -> None:
+        """Drop the buffered frames (already reported or not) and re-initialise the next window."""
+        if self._buf and self._buf[-1].index >= self._reported_upto:
+            log.warning("dropping %d unreported frames at a segment break",
+                        self._buf[-1].index - self._reported_upto + 1)
+        self._buf = []
+        self._world.clear()
+        self._segment_start = True
+        self._reported_upto = self._next_index
+        self._tracker.reset()
+
+    # ------------------------------------------------------------------ one window
+    def _run_window(self, final: bool = False) -> WindowResult:
+        frames = list(self._buf)
+        new = [f for f in frames if f.index >= self._reported_upto]
+        t_start = time.perf_counter()
+        if len(frames) < 2:
+            result = self._invalid_result(new, "a window needs at least two frames")
+        else:
+            try:
+                result = self._solve(frames, new)
+            except OptimizationError as err:
+                log.warning("window %d failed (%s); outputs marked invalid, next window re-initialises",
+                            self._window_index, err)
+                self._stats.count("windows_failed")
+                self._stats.error(str(err))
+                result = self._invalid_result(new, str(err))
+            except C4DError as err:
+                log.warning("window %d could not be processed: %s", self._window_index, err)
+                self._stats.count("windows_failed")
+                self._stats.error(str(err))
+                result = self._invalid_result(new, str(err))
+        self._reported_upto = frames[-1].index + 1
+        self._window_index += 1
+        # slide: keep the overlap for the next window
+        S = self.cfg.stream.window_stride
+        self._buf = [] if final else frames[S:]
+        keep = {f.index for f in self._buf}
+        for idx in list(self._world):
+            if idx not in keep:
+                del self._world[idx]
+        for f in new:
+            self._push_time.pop(f.index, None)
+        now = time.perf_counter()
+        self._stats.add_stage("window_total", (now - t_start) * 1e3)
+        lat = [(now - t) * 1e3 for t in result.info.pop("_push_times", [])]
+        self._stats.add_window(len(new), lat)
+        return result
+
+    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame]) -> WindowResult:
+        cfg = self.cfg
+        images = np.stack([f.image for f in frames])
+        Ks = [f.K for f in frames if f.K is not None]
+        K = np.median(np.stack(Ks), axis=0) if Ks else None
+        indices = [f.index for f in frames]
+        t0 = time.perf_counter()
+        tracks = self._tracker.get_tracks(indices)
+        self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+        overlap = [i for i in indices if i in self._world]
+        warm = self._warm_start(indices, overlap)
+        sol = self._processor.process(images, K, tracks, warm_start=warm)
+        for stage, ms in getattr(sol, "timings", {}).items():
+            self._stats.add_stage(stage, ms)
+
+        T_loc = np.asarray(sol.T_world_cam, np.float64)
+        H, W = cfg.stream.height, cfg.stream.width
+        depth = _resize_stack(np.asarray(sol.depth, np.float32), H, W, cv2.INTER_LINEAR)
+        conf = _resize_stack(np.asarray(sol.confidence, np.float32), H, W, cv2.INTER_LINEAR)
+        dyn = _resize_stack(np.asarray(sol.dynamic_mask, np.uint8), H, W, cv2.INTER_NEAREST).astype(bool)
+        K_sol = np.asarray(sol.K, np.float64)
+        if K_sol.ndim == 2:
+            K_sol = np.repeat(K_sol[None], len(frames), axis=0)
+        if not (np.all(np.isfinite(T_loc)) and np.isfinite(depth).any()):
+            raise OptimizationError("window solution has non-finite poses or no finite depth", term="solution")
+
+        # ---- chaining into the world frame
+        info: dict = {"losses": dict(getattr(sol, "losses", {}) or {})}
+        reset_flag = self._pending_reset
+        if overlap and not self._segment_start:
+            pos = [indices.index(i) for i in overlap]
+            sim, cinfo = align_window_to_world(
+                T_loc[pos], depth[pos], np.stack([self._world[i].T_world_cam for i in overlap]),
+                np.stack([self._world[i].depth for i in overlap]),
+                valid_local=~dyn[pos], valid_world=None)
+            info.update(cinfo)
+            self._scale_ratios.append(cinfo["scale_ratio"])
+        else:
+            sim = self._anchor_sim(T_loc[0], depth[0])
+            info["overlap"] = 0
+        self._segment_start = False
+        self._pending_reset = False
+        T_world = apply_sim3_to_poses(sim, T_loc)
+        depth_w = depth * np.float32(sim.scale)
+        xyz_tracks = np.asarray(sol.tracks_xyz, np.float64)
+        xyz_tracks_w = (sim.scale * xyz_tracks @ sim.R.T + sim.t).astype(np.float32)
+
+        for k, f in enumerate(frames):
+            self._world[f.index] = WorldFrameState(T_world[k], depth_w[k], conf[k], float(K_sol[k][0, 0]))
+        self._anchor = self._world[frames[-1].index]
+
+        # ---- outputs for the new frames
+        pos_new = [indices.index(f.index) for f in new]
+        t0 = time.perf_counter()
+        static_cloud, dynamic_cloud = self._fuse(images, T_world, K_sol, depth_w, conf, dyn, pos_new)
+        self._stats.add_stage("fusion", (time.perf_counter() - t0) * 1e3)
+        for p, f in zip(pos_new, new):
+            self._path.append(f.stamp_ns, T_world[p])
+        sol_tracks: Tracks = sol.tracks
+        tr = self._slice_tracks(sol_tracks, pos_new)
+        keep_n = tr[1]
+        info["_push_times"] = [self._push_time.get(f.index, time.perf_counter()) for f in new]
+        info["scale_state"] = self.scale_state()
+        return WindowResult(
+            window_index=self._window_index,
+            stamps_ns=[f.stamp_ns for f in new],
+            T_world_cam=T_world[pos_new],
+            K=K_sol[pos_new],
+            depth=depth_w[pos_new],
+            confidence=conf[pos_new],
+            dynamic_mask=dyn[pos_new],
+            images=images[pos_new],
+            tracks=tr[0],
+            tracks_xyz_world=xyz_tracks_w[pos_new][:, keep_n],
+            static_cloud=static_cloud,
+            dynamic_cloud=dynamic_cloud,
+            input_size=new[-1].input_size,
+            valid=True,
+            reset=reset_flag,
+            info=info,
+        )
+
+    def _warm_start(self, indices: List[int], overlap: List[int]) -> Any:
+        if not overlap or self._segment_start:
+            return None
+        try:
+            from ..window import WarmStart
+        except ImportError:  # processor without warm-start support
+            return None
+        pos = [indices.index(i) for i in overlap]
+        st = [self._world[i] for i in overlap]
+        return WarmStart(frame_positions=pos, T_world_cam=np.stack([s.T_world_cam for s in st]),
+                         depth=np.stack([s.depth for s in st]), focal=float(np.median([s.focal for s in st])))
+
+    def _anchor_sim(self, T_first: np.ndarray, depth_first: np.ndarray) -> Sim3:
+        """Similarity for the first window of a segment: identity for the very first, else the last valid pose."""
+        if self._anchor is None:
+            return Sim3.identity()
+        a = self._anchor
+        d_new = depth_first[np.isfinite(depth_first) & (depth_first > 0)]
+        d_old = a.depth[np.isfinite(a.depth) & (a.depth > 0)]
+        s = float(np.median(d_old) / np.median(d_new)) if d_new.size and d_old.size else 1.0
+        R = a.T_world_cam[:3, :3] @ T_first[:3, :3].T
+        t = a.T_world_cam[:3, 3] - s * R @ T_first[:3, 3]
+        return Sim3(s, R, t)
+
+    @staticmethod
+    def _slice_tracks(tracks: Tracks, pos: List[int]) -> tuple[Tracks, np.ndarray]:
+        vis = tracks.visible[pos]
+        keep = np.flatnonzero(vis.any(axis=0)) if vis.size else np.zeros(0, np.int64)
+        mob = None if tracks.mobility is None else tracks.mobility[pos][:, keep]
+        return Tracks(ids=tracks.ids[keep], xy=tracks.xy[pos][:, keep], visible=vis[:, keep],
+                      confidence=tracks.confidence[pos][:, keep], mobility=mob), keep
+
+    def _fuse(self, images, T_world, K, depth, conf, dyn, pos_new) -> tuple[PointCloud, PointCloud]:
+        mcfg = self.cfg.map
+        step = mcfg.point_stride
+        H, W = depth.shape[1:]
+        vs, us = np.mgrid[0:H:step, 0:W:step]
+        dyn_xyz, dyn_rgb = [], []
+        newest = set(pos_new[-mcfg.dynamic_frames:])
+        for p in pos_new:
+            d = depth[p][vs, us]
+            c = conf[p][vs, us]
+            m = dyn[p][vs, us]
+            ok = np.isfinite(d) & (d > 0)
+            Kp = K[p]
+            x = (us - Kp[0, 2]) / Kp[0, 0] * d
+            y = (vs - Kp[1, 2]) / Kp[1, 1] * d
+            pts = np.stack([x, y, d], -1) @ T_world[p][:3, :3].T + T_world[p][:3, 3]
+            rgb = images[p][vs, us]
+            st = ok & ~m & (c >= mcfg.confidence_threshold)
+            self._map.insert(pts[st].reshape(-1, 3), rgb[st].reshape(-1, 3))
+            if p in newest:
+                dm = ok & m
+                dyn_xyz.append(pts[dm].reshape(-1, 3))
+                dyn_rgb.append(rgb[dm].reshape(-1, 3))
+        dyn_cloud = (PointCloud(np.concatenate(dyn_xyz).astype(np.float32), np.concatenate(dyn_rgb).astype(np.uint8))
+                     if dyn_xyz else PointCloud.empty())
+        return self._map.cloud(), dyn_cloud
+
+    def _invalid_result(self, new: List[PreparedFrame], reason: str) -> WindowResult:
+        """Outputs for frames of a failed window: last valid pose, no depth, valid=False; next window re-anchors."""
+        self._segment_start = True
+        self._world.clear()
+        H, W = self.cfg.stream.height, self.cfg.stream.width
+        T = len(new)
+        pose = self._anchor.T_world_cam if self._anchor is not None else np.eye(4)
+        focal = self._anchor.focal if self._anchor is not None else float(max(H, W))
+        K = np.array([[focal, 0, (W - 1) / 2], [0, focal, (H - 1) / 2], [0, 0, 1]])
+        Ks = np.stack([f.K if f.K is not None else K for f in new]) if new else np.zeros((0, 3, 3))
+        return WindowResult(
+            window_index=self._window_index, stamps_ns=[f.stamp_ns for f in new],
+            T_world_cam=np.repeat(pose[None], T, 0), K=Ks,
+            depth=np.full((T, H, W), np.nan, np.float32), confidence=np.zeros((T, H, W), np.float32),
+            dynamic_mask=np.zeros((T, H, W), bool),
+            images=np.stack([f.image for f in new]) if new else np.zeros((0, H, W, 3), np.uint8),
+            tracks=Tracks.empty(T), tracks_xyz_world=np.zeros((T, 0, 3), np.float32),
+            static_cloud=None, dynamic_cloud=None, input_size=new[-1].input_size if new else (0, 0),
+            valid=False, reset=False,
+            info={"error": reason, "_push_times": [self._push_time.get(f.index, time.perf_counter()) for f in new]})
+
+    # ------------------------------------------------------------------ queries
+    def static_map(self) -> PointCloud:
+        """The fused static map (world frame)."""
+        with self._lock:
+            return self._map.cloud()
+
+    def path(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(stamps_ns (P,), T_world_cam (P,4,4))`` of the bounded path history."""
+        with self._lock:
+            return self._path.stamps_ns(), self._path.poses()
+
+    def scale_state(self) -> str:
+        """Human-readable scale continuity: the spread of recent window-to-window scale ratios."""
+        if not self._scale_ratios:
+            return "initialising"
+        r = np.array(self._scale_ratios)
+        return f"ratio median {np.median(r):.3f}, last {r[-1]:.3f}"
+
+    def stats(self) -> dict:
+        """Counters and timings (see :class:`EngineStats`) plus device, backends, scale state and map size."""
+        s = self._stats.snapshot()
+        s.update({
+            "device": str(self.device),
+            "backends": {"flow": self.cfg.flow.backend, "tracker": self.cfg.tracker.backend,
+                         "pointmaps": self.cfg.pointmaps.backend},
+            "scale_state": self.scale_state(),
+            "map_points": len(self._map),
+            "queue": len(self._queue),
+        })
+        return s
+
+    # ------------------------------------------------------------------ worker mode
+    def start(self, on_result: Callable[[WindowResult], None],
+              on_error: Optional[Callable[[BaseException], None]] = None) -> None:
+        """Start the worker thread; results and per-frame errors are delivered through the callbacks."""
+        if self._worker is not None and self._worker.is_alive():
+            raise C4DError("engine worker already running")
+        self._on_result, self._on_error = on_result, on_error
+        self._stop_requested = False
+        self._worker = threading.Thread(target=self._worker_loop, name="c4d-engine", daemon=True)
+        self._worker.start()
+
+    def submit(self, frame: Frame) -> bool:
+        """Queue a frame for the worker without blocking; returns False when the oldest queued frame was dropped."""
+        dropped = False
+        with self._cv:
+            if len(self._queue) >= self.cfg.stream.queue_size:
+                self._queue.popleft()
+                self._stats.count("dropped")
+                dropped = True
+            self._queue.append((frame, time.perf_counter()))
+            self._cv.notify()
+        if dropped:
+            log.debug("engine queue full: dropped the oldest frame")
+        return not dropped
+
+    def stop(self, flush: bool = True, timeout: float = 5.0) -> None:
+        """Stop the worker (processing what is queued, then flushing, when ``flush``)."""
+        if self._worker is None:
+            return
+        with self._cv:
+            self._stop_requested = True
+            self._flush_on_stop = flush
+            if not flush:
+                self._queue.clear()
+            self._cv.notify()
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            log.warning("engine worker did not stop within %.1f s", timeout)
+        self._worker = None
+
+    def _deliver_error(self, err: BaseException) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(err)
+            except Exception:  # a broken callback must not kill the worker
+                log.exception("on_error callback raised")
+
+    def _worker_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop_requested:
+                    self._cv.wait(0.5)
+                if not self._queue and self._stop_requested:
+                    break
+                frame, t_in = self._queue.popleft()
+            try:
+                result = self._push(frame, t_in)
+            except C4DError as err:
+                self._deliver_error(err)
+                continue
+            except Exception as err:  # never let the worker die silently
+                log.exception("unexpected error while processing a frame")
+                self._stats.error(repr(err))
+                self._deliver_error(err)
+                continue
+            if result is not None and self._on_result is not None:
+                try:
+                    self._on_result(result)
+                except Exception:
+                    log.exception("on_result callback raised")
+        if self._flush_on_stop:
+            try:
+                result = self.flush()
+                if result is not None and self._on_result is not None:
+                    self._on_result(result)
+            except Exception as err:
+                self._deliver_error(err)

@@ -1,0 +1,98 @@
+"""Engine instrumentation: per-stage timings, latency percentiles, throughput, drops, resident memory."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from typing import Deque, Dict
+
+import numpy as np
+
+__all__ = ["EngineStats", "resident_memory_mb"]
+
+
+def resident_memory_mb() -> float:
+    """Resident set size of this process in MiB (Linux /proc; falls back to ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class EngineStats:
+    """Thread-safe counters and rolling histories (the last ``history`` samples) for the engine."""
+
+    def __init__(self, history: int = 512) -> None:
+        self._lock = threading.Lock()
+        self._history = history
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.frames_in = 0
+            self.frames_processed = 0
+            self.frames_skipped = 0
+            self.frames_rejected = 0
+            self.dropped = 0
+            self.windows = 0
+            self.windows_failed = 0
+            self.resets = 0
+            self.last_error = ""
+            self._latency_ms: Deque[float] = collections.deque(maxlen=self._history)
+            self._done_times: Deque[float] = collections.deque(maxlen=self._history)
+            self._stage_ms: Dict[str, Deque[float]] = collections.defaultdict(
+                lambda: collections.deque(maxlen=self._history))
+            self._stage_frames: Deque[int] = collections.deque(maxlen=self._history)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def error(self, message: str) -> None:
+        with self._lock:
+            self.last_error = message
+
+    def add_stage(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self._stage_ms[stage].append(float(ms))
+
+    def add_window(self, frames: int, latencies_ms: list[float]) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self.windows += 1
+            self.frames_processed += frames
+            self._stage_frames.append(frames)
+            self._latency_ms.extend(latencies_ms)
+            self._done_times.extend([now] * frames)
+
+    def snapshot(self) -> dict:
+        """A plain dict of the current figures (stage_ms are medians per window)."""
+        with self._lock:
+            lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(0)
+            fps = 0.0
+            if len(self._done_times) >= 2:
+                span = self._done_times[-1] - self._done_times[0]
+                if span > 0:
+                    fps = (len(self._done_times) - 1) / span
+            return {
+                "frames_in": self.frames_in,
+                "frames_processed": self.frames_processed,
+                "frames_skipped": self.frames_skipped,
+                "frames_rejected": self.frames_rejected,
+                "dropped": self.dropped,
+                "windows": self.windows,
+                "windows_failed": self.windows_failed,
+                "resets": self.resets,
+                "fps": fps,
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
+                "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
+                "stage_ms": {k: float(np.median(v)) for k, v in self._stage_ms.items() if v},
+                "rss_mb": resident_memory_mb(),
+                "last_error": self.last_error,
+            }

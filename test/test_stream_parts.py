@@ -1,0 +1,90 @@
+"""Streaming-engine parts: static map bound and fusion, chaining similarity, frame preparation and selection."""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from c4d_core.config import C4DConfig
+from c4d_core.errors import InputError
+from c4d_core.stream import (FrameSelector, StaticMap, align_window_to_world, apply_sim3_to_poses, prepare_frame,
+                             scale_K)
+from c4d_core.stream.chaining import Sim3
+from c4d_core.types import Frame
+
+
+def test_static_map_fuses_repeated_points_and_stays_bounded(rng):
+    m = StaticMap(voxel_size=0.1, max_points=500)
+    pts = rng.uniform(-1, 1, (2000, 3))
+    rgb = rng.integers(0, 255, (2000, 3), dtype=np.uint8)
+    m.insert(pts, rgb)
+    assert len(m) <= 500
+    # the same points again: nothing new beyond the budget; far away points evict the oldest
+    for k in range(20):
+        m.insert(pts + 10.0 * (k + 1), rgb)
+        assert len(m) <= 500
+    cloud = m.cloud()
+    assert cloud.xyz.shape[0] == len(m)
+    assert np.all(cloud.xyz[:, 0] > 150), "oldest voxels must be evicted first"
+
+
+def test_static_map_voxel_means_are_exact():
+    m = StaticMap(voxel_size=1.0, max_points=10)
+    m.insert(np.array([[0.2, 0.2, 0.2], [0.4, 0.4, 0.4], [5.5, 5.5, 5.5]]),
+             np.array([[0, 0, 0], [100, 100, 100], [7, 7, 7]], np.uint8))
+    m.insert(np.array([[np.nan, 0, 0]]), np.array([[1, 2, 3]], np.uint8))
+    c = m.cloud()
+    order = np.argsort(c.xyz[:, 0])
+    np.testing.assert_allclose(c.xyz[order], [[0.3, 0.3, 0.3], [5.5, 5.5, 5.5]], atol=1e-6)
+    np.testing.assert_array_equal(c.rgb[order], [[50, 50, 50], [7, 7, 7]])
+
+
+def _random_poses(rng, n):
+    T = np.tile(np.eye(4), (n, 1, 1))
+    T[:, :3, :3] = Rotation.from_rotvec(rng.normal(0, 0.2, (n, 3))).as_matrix()
+    T[:, :3, 3] = rng.normal(0, 1, (n, 3))
+    return T
+
+
+def test_chaining_recovers_a_known_similarity(rng):
+    T_local = _random_poses(rng, 4)
+    depth_local = rng.uniform(1, 3, (4, 12, 16))
+    true = Sim3(2.5, Rotation.from_rotvec([0.1, -0.3, 0.2]).as_matrix(), np.array([1.0, -2.0, 0.5]))
+    T_world = apply_sim3_to_poses(true, T_local)
+    sim, info = align_window_to_world(T_local, depth_local, T_world, depth_local * 2.5)
+    assert abs(sim.scale - 2.5) < 1e-9
+    np.testing.assert_allclose(sim.R, true.R, atol=1e-9)
+    np.testing.assert_allclose(sim.t, true.t, atol=1e-9)
+    assert info["rot_spread_deg"] < 1e-3
+    np.testing.assert_allclose(apply_sim3_to_poses(sim, T_local), T_world, atol=1e-9)
+
+
+def test_chaining_rejects_mismatched_overlap(rng):
+    with pytest.raises(InputError):
+        align_window_to_world(_random_poses(rng, 3), np.ones((3, 4, 4)), _random_poses(rng, 2), np.ones((2, 4, 4)))
+
+
+def test_prepare_frame_scales_K_with_pixel_centres():
+    cfg = C4DConfig().stream
+    img = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+    pf = prepare_frame(Frame(img, 5, K), 0, cfg)
+    assert pf.image.shape == (240, 320, 3)
+    np.testing.assert_allclose(pf.K, [[250, 0, 159.5], [0, 250, 119.5], [0, 0, 1]])
+    np.testing.assert_allclose(scale_K(pf.K, 2, 2), K)
+
+
+def test_frame_selector_every_nth_rate_and_duplicates():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    live = C4DConfig().with_overrides(["stream.every_nth=2"]).stream
+    sel = FrameSelector(live)
+    kept = [sel.keep(Frame(img, i)) for i in range(6)]
+    assert kept == [True, False, True, False, True, False]
+    rate = FrameSelector(C4DConfig().with_overrides(["stream.target_rate_hz=10"]).stream)
+    kept = [rate.keep(Frame(img, int(i * 1e9 / 30))) for i in range(9)]
+    assert sum(kept) == 3
+    dup = FrameSelector(C4DConfig().with_overrides(["stream.skip_static_px=1.0"]).stream)
+    assert dup.keep(Frame(img, 0)) and not dup.keep(Frame(img.copy(), 1))
+    assert dup.keep(Frame(255 - img, 2))
+    off = FrameSelector(C4DConfig().with_overrides(["stream.mode=offline", "stream.every_nth=3"]).stream)
+    assert all(off.keep(Frame(img, i)) for i in range(5))
