@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_NONE_TYPE = type(None)
 
 
 class PairGraph(str, enum.Enum):
@@ -87,10 +88,10 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     """Convert a YAML/CLI value to the field's declared type, or raise ConfigError naming the field."""
     origin = get_origin(tp)
     args = get_args(tp)
-    if origin is not None and type(None) in args:  # Optional[X] / X | None
+    if origin is not None and _NONE_TYPE in args:  # Optional[X] / X | None
         if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
             return None
-        inner = [a for a in args if a is not type(None)]
+        inner = [a for a in args if a is not _NONE_TYPE]
         return _coerce(name, value, inner[0])
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         if isinstance(value, tp):
@@ -303,7 +304,7 @@ class LossWeights(_Section):
 class OptimConfig(_Section):
     _prefix = "optim."
     schedule: str = _f("fast", "reference: the paper's 300+300 Adam iterations; fast: warm start, coarse-to-fine, "
-                                "early stopping", choices=("reference", "fast"))
+                       "early stopping", choices=("reference", "fast"))
     stage1_iters: int = _f(300, "stage 1 (GA + CMA + CTS) iterations (reference schedule)", lo=0)
     stage2_iters: int = _f(300, "stage 2 (PTS + GA, poses frozen) iterations (reference schedule)", lo=0)
     fast_stage1_iters: int = _f(60, "stage 1 iterations of the fast schedule", lo=0)

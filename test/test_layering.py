@@ -43,7 +43,8 @@ def test_core_is_ros_free():
 def test_scanner_detects_ros_imports(tmp_path):
     # The scan itself must be able to fail.
     f = tmp_path / "mod.py"
-    f.write_text("import numpy\nfrom rclpy.node import Node\nimport importlib\nimportlib.import_module('sensor_msgs.msg')\n")
+    f.write_text("import numpy\nfrom rclpy.node import Node\n"
+                 "import importlib\nimportlib.import_module('sensor_msgs.msg')\n")
     found = {mod for mod, _ in imported_roots(f)}
     assert {"rclpy", "sensor_msgs"} <= found
 
