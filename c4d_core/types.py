@@ -278,7 +278,7 @@ class PairwisePointmaps:
     """DUSt3R-style pairwise predictions for the edges of a window's pair graph.
 
     For edge ``e = (i, j)``: ``pts_i[e]`` is view i's pointmap and ``pts_j[e]`` view j's pointmap, both expressed in
-    the camera frame of view i (DUSt3R's ``pts3d`` and ``pts3d_in_other_view``), each with a confidence >= 0
+    the camera frame of view i (DUSt3R's ``pts3d`` and ``pts3d_in_other_view``), each with a confidence >= 1
     (larger = more reliable; DUSt3R's ``1 + exp(x)``; the geometric backend uses the same range).
 
     Attributes:
