@@ -8,7 +8,7 @@ STAMP := $(VENV)/.c4d-deps-stamp
 PYTEST_MARKERS ?= not slow and not gpu and not weights
 DEMO_OUT ?= demo_out
 
-.PHONY: test demo setup bench clean colcon
+.PHONY: test demo setup bench clean config
 
 setup: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): requirements-dev.txt setup.py setup.cfg
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@# the real Humble rclpy sources, read (never imported) by the node signature test; kept off sys.path
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --upgrade \
+	  --target $(VENV)/share/rclpy_intellisense rclpy-intellisense==1.2.0
 	@touch $(STAMP)
 
 test: $(STAMP)
@@ -29,3 +32,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info $(DEMO_OUT)
+
+# regenerate config/c4d.yaml from C4DConfig + the ROS-only parameters (a test checks it is up to date)
+config: $(STAMP)
+	$(PY) -c "from c4d_ros.params import render_yaml; print(render_yaml(), end='')" > config/c4d.yaml

@@ -1,0 +1,1 @@
+"""Fake rcl_interfaces (tests only)."""
