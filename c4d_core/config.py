@@ -320,6 +320,10 @@ class OptimConfig(_Section):
     cma_start_fraction: float = _f(0.1, "fraction of stage-1 iterations before the CMA term switches on",
                                    lo=0.0, hi=1.0)
     cma_max_loss: float = _f(20.0, "drop the CMA term in an iteration where it exceeds this", lo=0.0, lo_open=True)
+    pose_lr_scale: float = _f(0.3, "learning-rate factor of poses, focal and edge similarities (vs depth)",
+                              lo=0.0, lo_open=True)
+    stage2_lr_scale: float = _f(0.3, "learning-rate factor of stage 2 (depth refinement with PTS)", lo=0.0,
+                                lo_open=True)
     pts_kernel: int = _f(5, "PTS temporal kernel size (frames, odd)", lo=1, hi=31)
     pts_lambda: float = _f(1.0, "PTS adaptive outlier down-weighting factor", lo=0.0)
     pts_neighbours: int = _f(8, "PTS control points blended per pixel", lo=1, hi=64)

@@ -259,8 +259,8 @@ class Reconstructor:
         overlap = [i for i in indices if i in self._world]
         warm = self._warm_start(indices, overlap)
         sol = self._processor.process(images, K, tracks, warm_start=warm)
-        for stage, ms in getattr(sol, "timings", {}).items():
-            self._stats.add_stage(stage, ms)
+        for stage, seconds in getattr(sol, "timings", {}).items():  # WindowSolution.timings are in seconds
+            self._stats.add_stage(stage, seconds * 1e3)
 
         T_loc = np.asarray(sol.T_world_cam, np.float64)
         H, W = cfg.stream.height, cfg.stream.width
@@ -338,7 +338,7 @@ class Reconstructor:
             return None
         pos = [indices.index(i) for i in overlap]
         st = [self._world[i] for i in overlap]
-        return WarmStart(frame_positions=pos, T_world_cam=np.stack([s.T_world_cam for s in st]),
+        return WarmStart(frame_indices=pos, T_world_cam=np.stack([s.T_world_cam for s in st]),
                          depth=np.stack([s.depth for s in st]), focal=float(np.median([s.focal for s in st])))
 
     def _anchor_sim(self, T_first: np.ndarray, depth_first: np.ndarray) -> Sim3:

@@ -1,0 +1,98 @@
+"""Motion-mask IoU on the shared DAVIS-2016 train sequences (mean over frames, then over sequences).
+
+    python -m bench.davis_masks --json [--width 320] [--window 8] [--max-frames N]
+
+Front end: ``c4d_core.correspondence`` (default flow + KLT tracker) when importable, else OpenCV DIS flow with a
+forward-backward check and no tracks (the motion module then samples static candidates from the flow). Windows of
+``--window`` frames with the sliding pair graph of the config; each frame's mask comes from the window containing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from c4d_core.config import C4DConfig
+from c4d_core.motion import compute_motion
+from c4d_core.types import FlowResult
+
+DATA = Path(os.environ.get("C4D_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _dis_flow(images, edges, fb_px):
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    grey = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images]
+    H, W = grey[0].shape
+    u, v = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+    ff, fb, vf, vb = [], [], [], []
+    for i, j in edges:
+        a = dis.calc(grey[i], grey[j], None)
+        b = dis.calc(grey[j], grey[i], None)
+
+        def valid(f, g):
+            mx, my = u + f[..., 0], v + f[..., 1]
+            back = cv2.remap(g, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1e4)
+            err = np.linalg.norm(f + back, axis=-1)
+            return (err < fb_px) & (mx >= 0) & (mx <= W - 1) & (my >= 0) & (my <= H - 1)
+
+        ff.append(a.transpose(2, 0, 1)), fb.append(b.transpose(2, 0, 1))
+        vf.append(valid(a, b)), vb.append(valid(b, a))
+    return FlowResult(list(edges), np.stack(ff), np.stack(fb), np.stack(vf), np.stack(vb))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--window", type=int, default=8)
+    ap.add_argument("--max-frames", type=int, default=0)
+    args = ap.parse_args(argv)
+    cfg = C4DConfig()
+    root = DATA / "davis2016_train"
+    seqs = sorted(p.name for p in root.iterdir() if (p / "JPEGImages").is_dir())
+    out = {"sequences": {}, "front_end": "dis+fb (no tracks)", "width": args.width}
+    strides = [s for s in cfg.pointmaps.strides if s < args.window]
+    for name in seqs:
+        files = sorted((root / name / "JPEGImages").glob("*.jpg"))
+        if args.max_frames:
+            files = files[:args.max_frames]
+        imgs, gts = [], []
+        for f in files:
+            im = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
+            h = int(round(im.shape[0] * args.width / im.shape[1]))
+            imgs.append(cv2.resize(im, (args.width, h), interpolation=cv2.INTER_AREA))
+            gt = cv2.imread(str(root / name / "Annotations" / (f.stem + ".png")), cv2.IMREAD_GRAYSCALE)
+            gts.append(cv2.resize(gt, (args.width, h), interpolation=cv2.INTER_NEAREST) > 127)
+        n = len(imgs)
+        masks = [None] * n
+        start = 0
+        while start < n - 1:
+            end = min(start + args.window, n)
+            if end - start < 2:
+                break
+            Tw = end - start
+            edges = [(i, i + s) for s in strides for i in range(Tw - s)]
+            flow = _dis_flow(imgs[start:end], edges, cfg.flow.fb_threshold_px)
+            res = compute_motion(flow, Tw, cfg.motion, None)
+            for t in range(Tw):
+                masks[start + t] = res.masks[t]
+            start = end if end == n else end - 1
+        ious = []
+        for m, g in zip(masks, gts):
+            if m is None:
+                continue
+            u = (m | g).sum()
+            ious.append(float((m & g).sum() / u) if u else 1.0)
+        out["sequences"][name] = {"frames": len(ious), "mean_iou": float(np.mean(ious))}
+    out["mean_iou"] = float(np.mean([v["mean_iou"] for v in out["sequences"].values()]))
+    print(json.dumps(out, indent=None if args.json else 2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Correspondence-guided motion masks and geometric track mobility (C4D §e)."""
+
+from __future__ import annotations
+
+from .masks import (
+    MotionResult,
+    PairModel,
+    compute_motion,
+    estimate_track_mobility,
+    fit_pair_model,
+    model_residual_px,
+    sample_flow,
+    sampson_distance,
+    sampson_threshold_px,
+)
+
+__all__ = [
+    "MotionResult",
+    "PairModel",
+    "compute_motion",
+    "estimate_track_mobility",
+    "fit_pair_model",
+    "model_residual_px",
+    "sample_flow",
+    "sampson_distance",
+    "sampson_threshold_px",
+]

@@ -1,0 +1,340 @@
+"""Motion masks from static correspondences, a robust two-view model and the dense Sampson distance of the flow.
+
+For every pair-graph edge ``(i, j)``:
+
+1. the tracks that are static (mobility below ``motion.mobility_threshold``; every track when the tracker gives no
+   mobility, the LMedS fit then rejects the moving ones) and visible in frame i are carried to frame j *through the
+   forward flow* (only forward-backward-consistent flow counts);
+2. a fundamental matrix is fitted to them with LMedS (``cv2.FM_LMEDS``);
+3. the Sampson distance (pixels) of every dense flow correspondence is thresholded at a resolution-aware threshold;
+   pixels with forward-backward-inconsistent flow give no evidence;
+4. the mask of a frame is the union of its pair masks over all edges that contain it (forward flow for frame i,
+   backward flow with ``F^T`` for frame j).
+
+Degenerate pairs: too few static tracks -> correspondences sampled from the consistent flow instead; a homography
+that explains the static set (static camera, pure rotation, planar scene) -> its transfer error replaces the Sampson
+distance (an F fit is ill-posed there); nothing usable -> the pair gives no evidence. Each case is logged.
+
+Track mobility is estimated from the same models: the epipolar residual of the track's own positions in the two
+frames of each edge, mapped to a probability (0.5 at the threshold).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..config import MotionConfig
+from ..errors import InputError
+from ..types import FlowResult, Tracks, check_shape
+
+log = logging.getLogger(__name__)
+
+_REFERENCE_WIDTH = 320.0
+
+
+def sampson_threshold_px(cfg: MotionConfig, width: int) -> float:
+    """The Sampson-distance threshold in pixels at image width ``width`` (config value is at 320 px)."""
+    return float(cfg.sampson_threshold_px) * float(width) / _REFERENCE_WIDTH
+
+
+def sample_flow(flow: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear sample of a flow field.
+
+    Args:
+        flow: ``2 H W`` (dx, dy).
+        uv: ``M 2`` pixel positions (x, y).
+    Returns:
+        ``M 2`` flow vectors (positions are clamped to the image).
+    """
+    _, H, W = flow.shape
+    x = np.clip(uv[:, 0].astype(np.float64), 0, W - 1)
+    y = np.clip(uv[:, 1].astype(np.float64), 0, H - 1)
+    x0 = np.clip(np.floor(x).astype(np.int64), 0, W - 2) if W > 1 else np.zeros_like(x, np.int64)
+    y0 = np.clip(np.floor(y).astype(np.int64), 0, H - 2) if H > 1 else np.zeros_like(y, np.int64)
+    ax = (x - x0)[:, None]
+    ay = (y - y0)[:, None]
+    f = np.moveaxis(flow, 0, -1)
+    x1 = np.minimum(x0 + 1, W - 1)
+    y1 = np.minimum(y0 + 1, H - 1)
+    return ((1 - ax) * (1 - ay) * f[y0, x0] + ax * (1 - ay) * f[y0, x1]
+            + (1 - ax) * ay * f[y1, x0] + ax * ay * f[y1, x1]).astype(np.float32)
+
+
+def sampson_distance(F: np.ndarray, uv_i: np.ndarray, uv_j: np.ndarray) -> np.ndarray:
+    """Sampson distance in pixels, ``sqrt(d_S)``, of correspondences ``uv_i -> uv_j`` under ``x_j^T F x_i = 0``.
+
+    Args:
+        F: ``3 3`` fundamental matrix.
+        uv_i, uv_j: ``* 2`` pixel positions.
+    Returns:
+        ``*`` distances (float32).
+    """
+    F = np.asarray(F, np.float64)
+    x, y = uv_i[..., 0].astype(np.float64), uv_i[..., 1].astype(np.float64)
+    xp, yp = uv_j[..., 0].astype(np.float64), uv_j[..., 1].astype(np.float64)
+    Fx0 = F[0, 0] * x + F[0, 1] * y + F[0, 2]
+    Fx1 = F[1, 0] * x + F[1, 1] * y + F[1, 2]
+    Fx2 = F[2, 0] * x + F[2, 1] * y + F[2, 2]
+    Ftx0 = F[0, 0] * xp + F[1, 0] * yp + F[2, 0]
+    Ftx1 = F[0, 1] * xp + F[1, 1] * yp + F[2, 1]
+    num = xp * Fx0 + yp * Fx1 + Fx2
+    den = Fx0 ** 2 + Fx1 ** 2 + Ftx0 ** 2 + Ftx1 ** 2
+    return (np.abs(num) / np.sqrt(np.maximum(den, 1e-18))).astype(np.float32)
+
+
+def _homography_error(Hm: np.ndarray, uv_i: np.ndarray, uv_j: np.ndarray) -> np.ndarray:
+    x = uv_i[..., 0].astype(np.float64)
+    y = uv_i[..., 1].astype(np.float64)
+    w = Hm[2, 0] * x + Hm[2, 1] * y + Hm[2, 2]
+    w = np.where(np.abs(w) < 1e-12, 1e-12, w)
+    px = (Hm[0, 0] * x + Hm[0, 1] * y + Hm[0, 2]) / w
+    py = (Hm[1, 0] * x + Hm[1, 1] * y + Hm[1, 2]) / w
+    return np.hypot(px - uv_j[..., 0], py - uv_j[..., 1]).astype(np.float32)
+
+
+@dataclass
+class PairModel:
+    """The two-view model of one edge ``(i, j)``.
+
+    Attributes:
+        edge: ``(i, j)``.
+        kind: ``"F"`` (fundamental matrix, Sampson distance), ``"H"`` (homography, transfer error; static camera,
+            pure rotation or planar scene) or ``"none"`` (no evidence from this pair).
+        matrix: ``3 3`` model mapping frame i to frame j (``x_j^T F x_i = 0`` or ``x_j ~ H x_i``), None for "none".
+        num_static: static correspondences the fit used.
+        reason: why the pair fell back (empty when it did not).
+    """
+
+    edge: tuple
+    kind: str
+    matrix: Optional[np.ndarray]
+    num_static: int
+    reason: str = ""
+
+    def reversed(self) -> "PairModel":
+        """The model of edge ``(j, i)``."""
+        if self.matrix is None:
+            m = None
+        elif self.kind == "F":
+            m = self.matrix.T.copy()
+        else:
+            m = np.linalg.inv(self.matrix)
+        return PairModel((self.edge[1], self.edge[0]), self.kind, m, self.num_static, self.reason)
+
+
+def model_residual_px(model: PairModel, uv_i: np.ndarray, uv_j: np.ndarray) -> np.ndarray:
+    """Residual in pixels of correspondences under a pair model (Sampson for F, transfer error for H; NaN for none)."""
+    if model.kind == "F":
+        return sampson_distance(model.matrix, uv_i, uv_j)
+    if model.kind == "H":
+        return _homography_error(model.matrix, uv_i, uv_j)
+    return np.full(uv_i.shape[:-1], np.nan, np.float32)
+
+
+def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg: MotionConfig,
+                   edge: tuple = (0, 1)) -> PairModel:
+    """Fit the two-view model of an edge to static correspondences.
+
+    A fundamental matrix is fitted by LMedS; a homography (LMedS) replaces it when the median parallax is below
+    ``cfg.min_translation_px`` or when it leaves no more correspondences above the threshold than F does (degenerate
+    geometry for F: static camera, pure rotation, planar scene).
+
+    Args:
+        uv_i, uv_j: ``M 2`` static correspondences.
+        threshold_px: the pixel threshold used for the masks (decides whether H explains the data).
+    """
+    uv_i = np.asarray(uv_i, np.float64).reshape(-1, 2)
+    uv_j = np.asarray(uv_j, np.float64).reshape(-1, 2)
+    n = len(uv_i)
+    if n < 8:
+        return PairModel(edge, "none", None, n, f"only {n} static correspondences")
+    parallax = float(np.median(np.linalg.norm(uv_j - uv_i, axis=1)))
+    Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.LMEDS)
+    if Hm is not None and not np.all(np.isfinite(Hm)):
+        Hm = None
+    if Hm is not None and parallax < cfg.min_translation_px:
+        log.debug("edge %s: small parallax (%.2f px): homography model", edge, parallax)
+        return PairModel(edge, "H", Hm, n, "small parallax")
+    Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_LMEDS)
+    if Fm is None or Fm.shape != (3, 3) or not np.all(np.isfinite(Fm)):
+        if Hm is not None:
+            log.info("edge %s: fundamental-matrix fit failed; homography model used", edge)
+            return PairModel(edge, "H", Hm, n, "F fit failed")
+        log.info("edge %s: no two-view model fits %d correspondences; pair gives no evidence", edge, n)
+        return PairModel(edge, "none", None, n, "F and H fits failed")
+    if Hm is not None:
+        out_h = float(np.mean(_homography_error(Hm, uv_i, uv_j) > threshold_px))
+        out_f = float(np.mean(sampson_distance(Fm, uv_i, uv_j) > threshold_px))
+        if out_h <= out_f + 0.01:
+            log.debug("edge %s: homography explains the static set as well as F (%.3f vs %.3f outliers): "
+                      "degenerate geometry, homography model", edge, out_h, out_f)
+            return PairModel(edge, "H", Hm, n, "homography explains the static set")
+    return PairModel(edge, "F", Fm, n)
+
+
+@dataclass
+class MotionResult:
+    """Output of :func:`compute_motion`.
+
+    Attributes:
+        masks: ``T H W`` bool dynamic masks (after clean-up).
+        evidence: ``T H W`` bool, pixels that had at least one consistent flow correspondence under a model.
+        residual_px: ``T H W`` float32, the largest model residual over the frame's edges (0 without evidence).
+        models: one :class:`PairModel` per edge of the flow (i -> j).
+        mobility: ``T N`` float32 geometric mobility of the tracks (None when there were no tracks).
+        threshold_px: the threshold used.
+    """
+
+    masks: np.ndarray
+    evidence: np.ndarray
+    residual_px: np.ndarray
+    models: list = field(default_factory=list)
+    mobility: Optional[np.ndarray] = None
+    threshold_px: float = 0.0
+
+
+def _static_correspondences(tracks: Optional[Tracks], static: Optional[np.ndarray], i: int, flow_ij: np.ndarray,
+                            valid_ij: np.ndarray, min_count: int, grid_step: int) -> tuple[np.ndarray, np.ndarray, str]:
+    H, W = valid_ij.shape
+    uv = np.zeros((0, 2), np.float32)
+    if tracks is not None and tracks.num_tracks > 0:
+        sel = tracks.visible[i].astype(bool)
+        if static is not None:
+            sel &= static
+        uv = tracks.xy[i][sel].astype(np.float32)
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= H - 1)
+        uv = uv[inside]
+        if len(uv):
+            r = np.clip(np.rint(uv[:, 1]).astype(int), 0, H - 1)
+            c = np.clip(np.rint(uv[:, 0]).astype(int), 0, W - 1)
+            uv = uv[valid_ij[r, c]]
+    source = "tracks"
+    if len(uv) < min_count:
+        ys, xs = np.mgrid[grid_step // 2:H:grid_step, grid_step // 2:W:grid_step]
+        ok = valid_ij[ys, xs]
+        uv = np.stack([xs[ok], ys[ok]], -1).astype(np.float32)
+        source = "flow grid"
+    return uv, uv + sample_flow(flow_ij, uv), source
+
+
+def _clean_mask(mask: np.ndarray, min_region_px: int, dilate_px: int) -> np.ndarray:
+    out = mask.astype(np.uint8)
+    if min_region_px > 0 and out.any():
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(out, connectivity=8)
+        keep = np.zeros(n, bool)
+        keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_region_px
+        out = keep[labels].astype(np.uint8)
+    if dilate_px > 0 and out.any():
+        k = 2 * dilate_px + 1
+        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return out.astype(bool)
+
+
+def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], threshold_px: float) -> np.ndarray:
+    """Geometric mobility of every track from the epipolar (or homography) residual of its own positions.
+
+    For each edge with a model and each track visible in both frames, the residual ``r`` gives the per-frame
+    probability ``1 - 2^-(r/thr)^2`` (0.5 at the threshold); a frame takes the largest value over its edges;
+    frames without evidence take the track's 90th percentile over its frames (0 when it has none).
+
+    Returns:
+        ``T N`` float32 in [0, 1].
+    """
+    T, N = tracks.num_frames, tracks.num_tracks
+    per = np.full((T, N), np.nan, np.float32)
+    vis = tracks.visible.astype(bool)
+    for m in models:
+        if m.kind == "none":
+            continue
+        i, j = m.edge
+        both = vis[i] & vis[j]
+        if not both.any():
+            continue
+        r = model_residual_px(m, tracks.xy[i][both], tracks.xy[j][both])
+        p = 1.0 - np.power(2.0, -np.square(r / max(threshold_px, 1e-6)))
+        for t in (i, j):
+            cur = per[t, both]
+            per[t, both] = np.where(np.isnan(cur), p, np.fmax(cur, p))
+    has = ~np.isnan(per)
+    track_level = np.zeros(N, np.float32)
+    for n in np.flatnonzero(has.any(0)):
+        track_level[n] = np.quantile(per[has[:, n], n], 0.9)
+    return np.where(has, per, track_level[None, :]).astype(np.float32)
+
+
+def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks: Optional[Tracks] = None,
+                   ) -> MotionResult:
+    """Correspondence-guided motion masks of a window (and geometric track mobility).
+
+    Args:
+        flow: forward and backward flow on the pair-graph edges (``E 2 H W``) with consistency masks.
+        num_frames: ``T``, frames in the window.
+        cfg: the motion section of the config.
+        tracks: the window's tracks (``T N 2``). Their ``mobility`` selects the static set; without mobility every
+            track is a candidate (LMedS rejects the movers) and mobility is estimated here.
+    Returns:
+        :class:`MotionResult` with ``T H W`` masks.
+    """
+    E, _, H, W = flow.flow_fwd.shape
+    for e, (i, j) in enumerate(flow.edges):
+        if not (0 <= i < num_frames and 0 <= j < num_frames) or i == j:
+            raise InputError(f"flow edge {e} = {(i, j)} is not a pair of distinct frames in a {num_frames}-frame window")
+    if tracks is not None:
+        check_shape("tracks.xy", tracks.xy, "T N 2", {"T": num_frames})
+    thr = sampson_threshold_px(cfg, W)
+    grid_step = max(4, int(round(W / 40)))
+
+    def fit_all(static: Optional[np.ndarray]) -> list[PairModel]:
+        models = []
+        for e, (i, j) in enumerate(flow.edges):
+            uv_i, uv_j, source = _static_correspondences(tracks, static, i, flow.flow_fwd[e], flow.valid_fwd[e],
+                                                         cfg.min_static_tracks, grid_step)
+            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j))
+            if source != "tracks":
+                m.reason = (m.reason + "; " if m.reason else "") + "too few static tracks, flow grid used"
+                log.debug("edge %s: too few static tracks; correspondences sampled from the flow", (i, j))
+            models.append(m)
+        return models
+
+    have_tracks = tracks is not None and tracks.num_tracks > 0
+    mobility = None
+    if have_tracks and tracks.mobility is not None:
+        mobility = np.asarray(tracks.mobility, np.float32)
+        models = fit_all(np.nanmax(np.where(tracks.visible, mobility, 0.0), axis=0) < cfg.mobility_threshold)
+    elif have_tracks:
+        models = fit_all(None)
+        mobility = estimate_track_mobility(tracks, models, thr)
+        static = mobility.max(axis=0) < cfg.mobility_threshold
+        models = fit_all(static)
+        mobility = estimate_track_mobility(tracks, models, thr)
+    else:
+        models = fit_all(None)
+
+    grid = np.stack(np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32)), -1)
+    raw = np.zeros((num_frames, H, W), bool)
+    evidence = np.zeros((num_frames, H, W), bool)
+    residual = np.zeros((num_frames, H, W), np.float32)
+    for e, m in enumerate(models):
+        if m.kind == "none":
+            log.info("edge %s gives no motion evidence (%s)", m.edge, m.reason)
+            continue
+        i, j = m.edge
+        for frame, fl, valid, model in ((i, flow.flow_fwd[e], flow.valid_fwd[e], m),
+                                        (j, flow.flow_bwd[e], flow.valid_bwd[e], m.reversed())):
+            target = grid + np.moveaxis(fl, 0, -1)
+            r = model_residual_px(model, grid, target)
+            r = np.where(valid & np.isfinite(r), r, 0.0)
+            raw[frame] |= r > thr
+            evidence[frame] |= valid
+            np.maximum(residual[frame], r, out=residual[frame])
+    masks = np.stack([_clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px) for t in range(num_frames)])
+    for t in range(num_frames):
+        if not evidence[t].any():
+            log.info("frame %d: no usable motion evidence; its mask is empty", t)
+    return MotionResult(masks=masks, evidence=evidence, residual_px=residual, models=models, mobility=mobility,
+                        threshold_px=thr)

@@ -1,0 +1,410 @@
+"""The per-window C4D pipeline: flow -> pointmaps -> motion masks -> two-stage optimisation -> 3D tracks.
+
+``WindowProcessor(cfg, device).process(images, K, tracks, warm_start)`` returns a :class:`WindowSolution` for the
+``T`` frames of one window, in the window's frame: the first frame's camera (identity pose) without warm start, the
+warm start's world with one (its frames keep their poses; depth and scale continue from it). The streaming engine
+chains windows by passing the overlap of the previous solution as :class:`WarmStart`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as Fnn
+
+from .config import C4DConfig
+from .errors import InputError
+from .motion import MotionResult, compute_motion
+from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
+from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shape, validate_K
+
+log = logging.getLogger(__name__)
+
+__all__ = ["WarmStart", "WindowSolution", "WindowProcessor", "solution_point_clouds", "interpolate_track_gaps"]
+
+
+@dataclass
+class WarmStart:
+    """State carried from the previous window into this one.
+
+    Attributes:
+        frame_indices: ``M`` indices, in the new window, of the frames shared with the previous window.
+        T_world_cam: ``M 4 4`` their poses in the previous window's world (which becomes this window's world).
+        depth: ``M H W`` their depth at processing resolution (same monocular scale).
+        focal: the focal in pixels at processing resolution (reused when K is unknown), or None.
+    """
+
+    frame_indices: Sequence[int]
+    T_world_cam: np.ndarray
+    depth: np.ndarray
+    focal: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        m = {"M": len(self.frame_indices)}
+        check_shape("WarmStart.T_world_cam", self.T_world_cam, "M 4 4", m)
+        check_shape("WarmStart.depth", self.depth, "M H W", m)
+        if len(self.frame_indices) == 0:
+            raise InputError("WarmStart needs at least one shared frame")
+
+
+@dataclass
+class WindowSolution:
+    """Result of one window (processing resolution ``H W``, window/world frame described in the module doc).
+
+    Attributes:
+        T_world_cam: ``T 4 4`` float64; K: ``T 3 3`` float64.
+        depth: ``T H W`` float32 z-depth; confidence: ``T H W`` float32 in [0, 1].
+        dynamic_mask: ``T H W`` bool.
+        tracks: the input tracks with ``mobility`` filled in (geometric when the tracker gave none).
+        tracks_xyz: ``T N 3`` float32 world positions (occluded samples interpolated along the track; NaN for a
+            track never visible).
+        losses: final value of each term (ga, cma, cts, pts); timings: seconds per stage (flow, pointmaps, masks,
+            optimisation, lifting, total).
+        report: the solver's :class:`SolveReport` (per-term history); motion: the :class:`MotionResult`.
+        edges: the undirected pair-graph edges of the window.
+    """
+
+    T_world_cam: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+    confidence: np.ndarray
+    dynamic_mask: np.ndarray
+    tracks: Tracks
+    tracks_xyz: np.ndarray
+    losses: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    report: Optional[SolveReport] = None
+    motion: Optional[MotionResult] = None
+    edges: list = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.T_world_cam.shape[0])
+
+    def pointmaps_world(self) -> np.ndarray:
+        """``T H W 3`` float32 world points of every pixel."""
+        return _world_points(self.depth, self.K, self.T_world_cam).astype(np.float32)
+
+    def warm_start(self, frames: Sequence[int], new_indices: Sequence[int]) -> WarmStart:
+        """The :class:`WarmStart` handing ``frames`` of this window to the next one at ``new_indices``."""
+        frames = list(frames)
+        return WarmStart(list(new_indices), self.T_world_cam[frames].copy(), self.depth[frames].copy(),
+                         float(self.K[0, 0, 0]))
+
+
+def _world_points(depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
+    T, H, W = depth.shape
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    out = np.empty((T, H, W, 3))
+    for t in range(T):
+        x = (u - K[t, 0, 2]) / K[t, 0, 0] * depth[t]
+        y = (v - K[t, 1, 2]) / K[t, 1, 1] * depth[t]
+        Pc = np.stack([x, y, depth[t]], -1)
+        out[t] = Pc @ T_world_cam[t, :3, :3].T + T_world_cam[t, :3, 3]
+    return out
+
+
+def interpolate_track_gaps(xyz: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Fill occluded samples of ``T N 3`` tracks linearly in time (held constant before/after the visible span).
+
+    Tracks never visible stay NaN.
+    """
+    out = np.array(xyz, np.float32, copy=True)
+    T = out.shape[0]
+    ts = np.arange(T)
+    for n in range(out.shape[1]):
+        vis = visible[:, n] & np.isfinite(out[:, n]).all(-1)
+        if vis.all():
+            continue
+        if not vis.any():
+            out[:, n] = np.nan
+            continue
+        for c in range(3):
+            out[~vis, n, c] = np.interp(ts[~vis], ts[vis], out[vis, n, c])
+    return out
+
+
+def solution_point_clouds(sol: WindowSolution, images: np.ndarray, frames: Sequence[int] | None = None,
+                          stride: int = 2, confidence_threshold: float = 0.0) -> tuple[PointCloud, PointCloud]:
+    """Static and dynamic coloured world point clouds of the chosen frames (pixel stride ``stride``).
+
+    Args:
+        images: ``T H W 3`` uint8 at processing resolution.
+    Returns:
+        ``(static, dynamic)`` :class:`PointCloud`.
+    """
+    check_shape("images", images, "T H W 3", {"T": sol.num_frames})
+    frames = range(sol.num_frames) if frames is None else frames
+    X = sol.pointmaps_world()
+    st_xyz, st_rgb, dy_xyz, dy_rgb = [], [], [], []
+    for t in frames:
+        sl = (slice(None, None, stride), slice(None, None, stride))
+        ok = np.isfinite(X[t][sl]).all(-1) & (sol.confidence[t][sl] >= confidence_threshold) & \
+            np.isfinite(sol.depth[t][sl]) & (sol.depth[t][sl] > 0)
+        dyn = sol.dynamic_mask[t][sl]
+        for sel, xs, cs in ((ok & ~dyn, st_xyz, st_rgb), (ok & dyn, dy_xyz, dy_rgb)):
+            xs.append(X[t][sl][sel])
+            cs.append(images[t][sl][sel])
+
+    def cloud(xs, cs):
+        if not xs:
+            return PointCloud.empty()
+        return PointCloud(np.concatenate(xs).astype(np.float32), np.concatenate(cs).astype(np.uint8))
+
+    return cloud(st_xyz, st_rgb), cloud(dy_xyz, dy_rgb)
+
+
+def _area(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    if x.shape[-2:] == (h, w):
+        return x
+    return Fnn.interpolate(x, size=(h, w), mode="area")
+
+
+class WindowProcessor:
+    """Runs the C4D pipeline on one window.
+
+    Args:
+        cfg: the full configuration (flow, tracker, pointmaps, motion, optim sections are used).
+        device: torch device for the optimisation (and the learned backends).
+        flow_estimator, pointmap_predictor: injected backends (default: built from the config on first use).
+    """
+
+    def __init__(self, cfg: C4DConfig, device: torch.device | str = "cpu", flow_estimator=None,
+                 pointmap_predictor=None) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self._flow = flow_estimator
+        self._pointmaps = pointmap_predictor
+
+    # ------------------------------------------------------------------ front end
+    def pair_edges(self, num_frames: int) -> list:
+        """Undirected pair-graph edges ``(i, j)``, ``i < j``, of a window (from ``cfg.pointmaps``)."""
+        from .pointmaps import make_pairs
+
+        pc = self.cfg.pointmaps
+        return [tuple(map(int, e)) for e in make_pairs(num_frames, pc.pair_graph, pc.strides, pc.reference_index)]
+
+    def flow_estimator(self):
+        if self._flow is None:
+            from .correspondence import make_flow_estimator
+
+            self._flow = make_flow_estimator(self.cfg.flow)
+        return self._flow
+
+    def pointmap_predictor(self):
+        if self._pointmaps is None:
+            from .pointmaps import make_pointmap_predictor
+
+            self._pointmaps = make_pointmap_predictor(self.cfg.pointmaps, self.device, self.cfg.flow)
+        return self._pointmaps
+
+    # ------------------------------------------------------------------ main entry
+    def process(self, images: np.ndarray, K: Optional[np.ndarray] = None, tracks: Optional[Tracks] = None,
+                warm_start: Optional[WarmStart] = None, *, flow: Optional[FlowResult] = None,
+                pointmaps: Optional[PairwisePointmaps] = None,
+                on_iteration: Optional[Callable[[int, int, dict], None]] = None,
+                use_cma: bool = True, use_cts: bool = True, use_pts: bool = True) -> WindowSolution:
+        """Reconstruct one window.
+
+        Args:
+            images: ``T H W 3`` uint8 RGB at processing resolution.
+            K: ``3 3`` intrinsics at processing resolution, or None (focal estimated, principal point at the centre).
+            tracks: the window's 2D tracks (``T N 2``); mobility is estimated geometrically when absent.
+            warm_start: the overlap with the previous window (see :class:`WarmStart`).
+            flow: precomputed flow on the undirected edges (skips the flow backend).
+            pointmaps: precomputed pairwise pointmaps on directed edges (skips the pointmap backend).
+            on_iteration: solver callback ``(stage, iteration, {term: value})``.
+            use_cma, use_cts, use_pts: ablation switches.
+        Returns:
+            :class:`WindowSolution`.
+        """
+        t_start = time.perf_counter()
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            raise InputError("images must be a uint8 numpy array (T H W 3)")
+        s = check_shape("images", images, "T H W 3")
+        T, H, W = s["T"], s["H"], s["W"]
+        if T < 2:
+            raise InputError(f"a window needs at least 2 frames, got {T}")
+        if K is not None:
+            K = validate_K(K)
+        if tracks is None:
+            tracks = Tracks.empty(T)
+        check_shape("tracks.xy", tracks.xy, "T N 2", {"T": T})
+        timings: dict = {}
+
+        t0 = time.perf_counter()
+        if flow is None:
+            edges = self.pair_edges(T)
+            flow = self.flow_estimator().estimate(images, edges)
+        edges = [tuple(map(int, e)) for e in flow.edges]
+        check_shape("flow.flow_fwd", flow.flow_fwd, "E 2 H W", {"H": H, "W": W})
+        timings["flow"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if pointmaps is None:
+            directed = edges + [(j, i) for i, j in edges]
+            pointmaps = self.pointmap_predictor().predict(images, directed, K, flow)
+        check_shape("pointmaps.pts_i", pointmaps.pts_i, "E H W 3", {"H": H, "W": W})
+        timings["pointmaps"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if not (np.isfinite(flow.flow_fwd).all() and np.isfinite(flow.flow_bwd).all()):
+            log.warning("non-finite optical flow: those pixels are treated as inconsistent")
+            ok_f = np.isfinite(flow.flow_fwd).all(1)
+            ok_b = np.isfinite(flow.flow_bwd).all(1)
+            flow = FlowResult(flow.edges, np.nan_to_num(flow.flow_fwd, nan=0.0, posinf=0.0, neginf=0.0),
+                              np.nan_to_num(flow.flow_bwd, nan=0.0, posinf=0.0, neginf=0.0),
+                              flow.valid_fwd & ok_f, flow.valid_bwd & ok_b)
+        motion = compute_motion(flow, T, self.cfg.motion, tracks)
+        timings["masks"] = time.perf_counter() - t0
+        if tracks.mobility is None and motion.mobility is not None:
+            tracks = Tracks(tracks.ids, tracks.xy, tracks.visible, tracks.confidence, motion.mobility)
+
+        t0 = time.perf_counter()
+        sol = self._optimise(images, K, tracks, warm_start, flow, pointmaps, motion, on_iteration,
+                             use_cma, use_cts, use_pts)
+        timings["optimisation"] = time.perf_counter() - t0 - sol.timings.get("lifting", 0.0)
+        timings["lifting"] = sol.timings.get("lifting", 0.0)
+        timings["total"] = time.perf_counter() - t_start
+        sol.timings = timings
+        sol.motion = motion
+        sol.edges = edges
+        return sol
+
+    # ------------------------------------------------------------------ optimisation
+    def _optimise(self, images, K, tracks, warm, flow, pw, motion, on_iteration, use_cma, use_cts, use_pts):
+        cfg = self.cfg.optim
+        dev = self.device
+        T, H, W = images.shape[:3]
+        h = max(8, int(round(H * cfg.resolution_scale)))
+        w = max(8, int(round(W * cfg.resolution_scale)))
+        sx, sy = w / W, h / H
+        # ---- sanitise and downsample the pairwise pointmaps
+        directed = [tuple(map(int, e)) for e in pw.edges]
+        pts_i = torch.as_tensor(np.asarray(pw.pts_i, np.float32))
+        pts_j = torch.as_tensor(np.asarray(pw.pts_j, np.float32))
+        ci = torch.as_tensor(np.asarray(pw.conf_i, np.float32))
+        cj = torch.as_tensor(np.asarray(pw.conf_j, np.float32))
+        ok_i = torch.isfinite(pts_i).all(-1) & torch.isfinite(ci) & (pts_i[..., 2] > 0)
+        ok_j = torch.isfinite(pts_j).all(-1) & torch.isfinite(cj)
+        wi_full = torch.where(ok_i, torch.log(ci.clamp_min(1.0)), torch.zeros_like(ci))
+        wj_full = torch.where(ok_j, torch.log(cj.clamp_min(1.0)), torch.zeros_like(cj))
+        pts_i = torch.where(ok_i[..., None], pts_i, torch.zeros_like(pts_i))
+        pts_j = torch.where(ok_j[..., None], pts_j, torch.zeros_like(pts_j))
+
+        def down_pts(p, wt):
+            num = _area((p * wt[..., None]).permute(0, 3, 1, 2), h, w)
+            den = _area(wt[:, None], h, w)
+            return (num / den.clamp_min(1e-9)).permute(0, 2, 3, 1), den[:, 0]
+
+        p_i, w_i = down_pts(pts_i, wi_full + 1e-6 * ok_i)
+        p_j, w_j = down_pts(pts_j, wj_full + 1e-6 * ok_j)
+        # ---- intrinsics
+        if K is not None:
+            f_proc = float(0.5 * (K[0, 0] + K[1, 1]))
+            pp_proc = (float(K[0, 2]), float(K[1, 2]))
+            known_focal = True
+        else:
+            pp_proc = ((W - 1) / 2.0, (H - 1) / 2.0)
+            f_proc = None
+            known_focal = False
+            if warm is not None and warm.focal is not None:
+                f_proc = float(warm.focal)
+            elif pw.focal is not None and np.isfinite(pw.focal).any():
+                f_proc = float(np.nanmedian(pw.focal))
+        pp_opt = ((pp_proc[0] + 0.5) * sx - 0.5, (pp_proc[1] + 0.5) * sy - 0.5)
+        f_opt = None if f_proc is None else f_proc * sx
+        # ---- initialisation
+        warm_frames: list = []
+        warm_T = warm_d = None
+        if warm is not None:
+            warm_frames = [int(i) for i in warm.frame_indices]
+            if any(not 0 <= i < T for i in warm_frames):
+                raise InputError(f"warm start frame indices {warm_frames} outside the {T}-frame window")
+            check_shape("WarmStart.depth", warm.depth, "M H W", {"H": H, "W": W})
+            warm_T = np.asarray(warm.T_world_cam, np.float64)
+            wd = torch.as_tensor(np.nan_to_num(np.asarray(warm.depth, np.float32), nan=0.0))
+            warm_d = _area(wd[:, None], h, w)[:, 0].numpy().astype(np.float64)
+        init = initialize_window(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(), T, pp_opt, f_opt,
+                                 warm_frames, warm_T, warm_d)
+        state = WindowState(init.depth, init.T_world_cam, init.focal, pp_opt, directed, init.edge_scale,
+                            init.edge_R, init.edge_t, fixed_frames=warm_frames or (0,),
+                            shared_focal=cfg.shared_focal,
+                            optimize_focal=cfg.optimize_focal and not known_focal, device=dev)
+        # ---- flow and masks at the optimisation resolution
+        mask_t = torch.as_tensor(motion.masks.astype(np.float32))
+        mask_lo = _area(mask_t[:, None], h, w)[:, 0] > 0.01
+        srcs, dsts, fls, sts = [], [], [], []
+        ff = torch.as_tensor(np.asarray(flow.flow_fwd, np.float32))
+        fb = torch.as_tensor(np.asarray(flow.flow_bwd, np.float32))
+        fin_f = torch.as_tensor(np.asarray(flow.valid_fwd, bool)) & torch.isfinite(ff).all(1)
+        fin_b = torch.as_tensor(np.asarray(flow.valid_bwd, bool)) & torch.isfinite(fb).all(1)
+        vf = _area(fin_f.float()[:, None], h, w)[:, 0] > 0.99
+        vb = _area(fin_b.float()[:, None], h, w)[:, 0] > 0.99
+        scale_xy = torch.tensor([sx, sy]).view(1, 2, 1, 1)
+        flo_f = (_area(torch.where(fin_f[:, None], ff, torch.zeros_like(ff)), h, w) * scale_xy).permute(0, 2, 3, 1)
+        flo_b = (_area(torch.where(fin_b[:, None], fb, torch.zeros_like(fb)), h, w) * scale_xy).permute(0, 2, 3, 1)
+        for e, (i, j) in enumerate(flow.edges):
+            srcs += [i, j]
+            dsts += [j, i]
+            fls += [flo_f[e], flo_b[e]]
+            sts += [vf[e] & ~mask_lo[i], vb[e] & ~mask_lo[j]]
+        n_tr = tracks.num_tracks
+        uv = torch.as_tensor(np.asarray(tracks.xy, np.float32)).clone()
+        uv[..., 0] = (uv[..., 0] + 0.5) * sx - 0.5
+        uv[..., 1] = (uv[..., 1] + 0.5) * sy - 0.5
+        tv = torch.as_tensor(np.asarray(tracks.visible, bool)) & (uv[..., 0] >= 0) & (uv[..., 0] <= w - 1) & \
+            (uv[..., 1] >= 0) & (uv[..., 1] <= h - 1)
+        problem = WindowProblem(
+            pts_i=p_i.to(dev), pts_j=p_j.to(dev), w_i=w_i.to(dev), w_j=w_j.to(dev),
+            flow_src=torch.tensor(srcs, dtype=torch.long, device=dev),
+            flow_dst=torch.tensor(dsts, dtype=torch.long, device=dev),
+            flow=(torch.stack(fls) if fls else torch.zeros(0, h, w, 2)).to(dev),
+            flow_static=(torch.stack(sts) if sts else torch.zeros(0, h, w, dtype=torch.bool)).to(dev),
+            track_uv=uv.to(dev) if n_tr else torch.zeros(T, 0, 2, device=dev),
+            track_valid=tv.to(dev) if n_tr else torch.zeros(T, 0, dtype=torch.bool, device=dev))
+        report = solve_window(state, problem, cfg, on_iteration, use_cma=use_cma, use_cts=use_cts, use_pts=use_pts)
+        t_lift = time.perf_counter()
+        # ---- outputs at processing resolution
+        with torch.no_grad():
+            d_opt = state.depth().cpu()
+            ratio = (d_opt / torch.as_tensor(init.depth, dtype=torch.float32)).clamp(1e-3, 1e3)
+            ratio_full = Fnn.interpolate(ratio[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+            d_up = Fnn.interpolate(d_opt[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+            poses = state.poses().cpu().double().numpy()
+            f_out = (state.focals().cpu().double().numpy()) / sx
+        own_z = pts_i[init.own_edge, ..., 2] * torch.as_tensor(init.own_scale, dtype=torch.float32)[:, None, None]
+        own_ok = ok_i[init.own_edge]
+        base = torch.where(own_ok, own_z, d_up / ratio_full.clamp_min(1e-6))
+        for k, t in enumerate(warm_frames):
+            wdt = torch.as_tensor(np.asarray(warm.depth[k], np.float32))
+            base[t] = torch.where(torch.isfinite(wdt) & (wdt > 0), wdt, base[t])
+        depth = (base * ratio_full).numpy().astype(np.float32)
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+        Ks = np.tile(np.eye(3), (T, 1, 1))
+        Ks[:, 0, 0] = f_out
+        Ks[:, 1, 1] = f_out
+        Ks[:, 0, 2], Ks[:, 1, 2] = pp_proc
+        if K is not None:
+            Ks[:] = K
+        conf_own = ci[init.own_edge].numpy()
+        confidence = np.where(own_ok.numpy(), 1.0 - 1.0 / np.maximum(conf_own, 1.0), 0.0).astype(np.float32)
+        if n_tr:
+            X = torch.as_tensor(_world_points(np.nan_to_num(depth, nan=0.0), Ks, poses), dtype=torch.float32)
+            from .optim.losses import lift_tracks
+
+            xyz = lift_tracks(X, torch.as_tensor(np.asarray(tracks.xy, np.float32))).numpy()
+            vis = np.asarray(tracks.visible, bool) & np.isfinite(xyz).all(-1)
+            xyz = interpolate_track_gaps(xyz, vis)
+        else:
+            xyz = np.zeros((T, 0, 3), np.float32)
+        sol = WindowSolution(T_world_cam=poses, K=Ks, depth=depth, confidence=confidence,
+                             dynamic_mask=motion.masks.copy(), tracks=tracks, tracks_xyz=xyz.astype(np.float32),
+                             losses=dict(report.final), report=report)
+        sol.timings = {"lifting": time.perf_counter() - t_lift}
+        return sol

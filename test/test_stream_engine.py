@@ -1,0 +1,180 @@
+"""The streaming engine on synthetic streams: continuity across windows, scale, ids, bounded map, errors, threads."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from c4d_core import C4DConfig, Frame
+from c4d_core.errors import InputError
+from c4d_core.stream import Reconstructor
+from c4d_core.synthetic import SceneSpec, render_scene
+
+from stream_fakes import OracleProcessor, OracleTracker
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=40, width=96, height=72, seed=3,
+                                  num_tracks=64))
+
+
+def _cfg(*extra):
+    return C4DConfig().with_overrides(["stream.width=96", "stream.height=72", "stream.window_size=8",
+                                       "stream.window_stride=4", "stream.mode=offline", "runtime.device=cpu",
+                                       "map.max_points=3000", "map.voxel_size=0.02", *extra])
+
+
+def _engine(seq, *extra, **kw):
+    return Reconstructor(_cfg(*extra), processor=OracleProcessor(seq, **kw), tracker=OracleTracker(seq))
+
+
+def _run(engine, seq, frames=None):
+    results = []
+    for i in range(seq.images.shape[0]) if frames is None else frames:
+        r = engine.push(Frame(seq.images[i], int(seq.stamps_ns[i]), seq.K))
+        if r is not None:
+            results.append(r)
+    r = engine.flush()
+    if r is not None:
+        results.append(r)
+    return results
+
+
+def test_every_frame_reported_once_in_order_with_its_stamp(seq):
+    results = _run(_engine(seq), seq)
+    stamps = [s for r in results for s in r.stamps_ns]
+    assert stamps == [int(s) for s in seq.stamps_ns]
+    assert [r.window_index for r in results] == list(range(len(results)))
+    assert results[0].reset and not any(r.reset for r in results[1:])
+
+
+def test_trajectory_and_scale_continuous_across_windows(seq):
+    results = _run(_engine(seq), seq)
+    T = np.concatenate([r.T_world_cam for r in results])
+    # one similarity maps the whole stream onto ground truth (windows had random scales 0.5..2)
+    gt = seq.T_world_cam
+    d_est = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1)
+    d_gt = np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1)
+    ratio = d_est / np.maximum(d_gt, 1e-9)
+    assert np.all(np.abs(ratio / ratio[0] - 1) < 1e-6), "scale jumps between windows"
+    # the first frame is the world origin and poses equal GT up to that one scale
+    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-9)
+    rel = np.linalg.inv(gt[0]) @ gt
+    np.testing.assert_allclose(T[:, :3, :3], rel[:, :3, :3], atol=1e-6)
+    np.testing.assert_allclose(T[:, :3, 3], rel[:, :3, 3] * ratio[0], atol=1e-6)
+    depth = np.concatenate([r.depth for r in results])
+    np.testing.assert_allclose(depth, seq.depth * ratio[0], rtol=1e-5)
+
+
+def test_track_ids_stable_and_3d_tracks_consistent(seq):
+    results = _run(_engine(seq), seq)
+    all_ids = set(seq.tracks.ids.tolist())
+    first_xyz = {}
+    for r in results:
+        assert set(r.tracks.ids.tolist()) <= all_ids
+        for n, tid in enumerate(r.tracks.ids):
+            static = seq.tracks.mobility[:, list(seq.tracks.ids).index(tid)].max() == 0
+            if static:
+                p = r.tracks_xyz_world[0, n]
+                first_xyz.setdefault(int(tid), p)
+                np.testing.assert_allclose(p, first_xyz[int(tid)], atol=1e-4)  # a static point stays put
+
+
+def test_static_map_bounded_and_contains_only_static_points(seq):
+    engine = _engine(seq, "map.max_points=500")
+    results = _run(engine, seq)
+    for r in results:
+        assert r.static_cloud is not None and len(r.static_cloud) <= 500
+    assert len(engine.static_map()) <= 500
+    assert all(len(r.dynamic_cloud) >= 0 for r in results)
+    assert engine.stats()["map_points"] <= 500
+
+
+def test_optimization_error_marks_window_invalid_and_stream_recovers(seq):
+    engine = _engine(seq, fail_windows={2})
+    results = _run(engine, seq)
+    valid = [r.valid for r in results]
+    assert valid[2] is False and all(valid[:2]) and all(valid[3:])
+    assert np.all(np.isnan(results[2].depth))
+    stamps = [s for r in results for s in r.stamps_ns]
+    assert stamps == [int(s) for s in seq.stamps_ns], "frames of a failed window are still reported"
+    # after the failure the stream re-anchors at the last valid pose: no jump larger than a normal step
+    T = np.concatenate([r.T_world_cam for r in results[3:]])
+    assert np.all(np.isfinite(T))
+    assert engine.stats()["windows_failed"] == 1
+
+
+def test_bad_frames_raise_input_error_and_stream_continues(seq):
+    engine = _engine(seq)
+    engine.push(Frame(seq.images[0], int(seq.stamps_ns[0]), seq.K))
+    with pytest.raises(InputError, match="repeated stamp"):
+        engine.push(Frame(seq.images[1], int(seq.stamps_ns[0]), seq.K))
+    with pytest.raises(InputError, match="constant"):
+        engine.push(Frame(np.zeros_like(seq.images[1]), int(seq.stamps_ns[1]), seq.K))
+    results = _run(engine, seq, frames=range(1, 40))
+    assert sum(len(r) for r in results) == 40  # frame 0 and the 39 good ones; the bad two are not reported
+    assert engine.stats()["frames_rejected"] == 2
+
+
+def test_stamps_going_backwards_start_a_new_world(seq):
+    engine = _engine(seq)
+    first = _run(engine, seq, frames=range(0, 12))
+    again = _run(engine, seq, frames=range(0, 12))  # a bag played in a loop
+    assert again[0].reset
+    np.testing.assert_allclose(again[0].T_world_cam[0], np.eye(4), atol=1e-9)
+    assert sum(len(r) for r in first) == sum(len(r) for r in again) == 12
+
+
+def test_reset_starts_a_new_world(seq):
+    engine = _engine(seq)
+    _run(engine, seq, frames=range(0, 10))
+    engine.reset()
+    assert len(engine.static_map()) == 0
+    res = _run(engine, seq, frames=range(10, 20))
+    assert res[0].reset
+    np.testing.assert_allclose(res[0].T_world_cam[0], np.eye(4), atol=1e-9)
+
+
+def test_worker_mode_never_blocks_and_counts_drops(seq):
+    class SlowOracle(OracleProcessor):
+        def process(self, *a, **k):
+            time.sleep(0.05)
+            return super().process(*a, **k)
+
+    engine = Reconstructor(_cfg("stream.queue_size=2"), processor=SlowOracle(seq), tracker=OracleTracker(seq))
+    got, errors = [], []
+    done = threading.Event()
+    engine.start(on_result=got.append, on_error=errors.append)
+    t0 = time.perf_counter()
+    accepted = [engine.submit(Frame(seq.images[i], int(seq.stamps_ns[i]), seq.K)) for i in range(40)]
+    submit_time = time.perf_counter() - t0
+    engine.stop(flush=True, timeout=10)
+    done.set()
+    assert submit_time < 0.5, "submit() must not block on processing"
+    stats = engine.stats()
+    assert stats["dropped"] == accepted.count(False) and stats["dropped"] > 0
+    reported = [s for r in got for s in r.stamps_ns]
+    assert reported == sorted(reported) and len(reported) == 40 - stats["dropped"]
+    assert not errors
+
+
+def test_worker_reports_input_errors_through_callback(seq):
+    engine = _engine(seq)
+    errors = []
+    engine.start(on_result=lambda r: None, on_error=errors.append)
+    engine.submit(Frame(np.zeros_like(seq.images[0]), 1, seq.K))
+    engine.submit(Frame(seq.images[0], 2, seq.K))
+    engine.stop()
+    assert len(errors) == 1 and isinstance(errors[0], InputError)
+
+
+def test_stats_have_timings_and_latency(seq):
+    engine = _engine(seq)
+    _run(engine, seq)
+    s = engine.stats()
+    for key in ("fps", "latency_ms_p50", "latency_ms_p95", "windows", "frames_processed", "rss_mb", "stage_ms"):
+        assert key in s
+    assert s["frames_processed"] == 40 and s["windows"] >= 9
+    assert "fusion" in s["stage_ms"] and "optimisation" in s["stage_ms"]
