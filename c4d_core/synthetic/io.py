@@ -1,0 +1,148 @@
+"""Ground-truth files of a synthetic sequence in the ``c4d-replay`` output layout (numpy / OpenCV / YAML only).
+
+``write_gt_files(seq, out_dir)`` writes::
+
+    trajectory.tum         timestamp tx ty tz qx qy qz qw   (T_world_cam of the optical frame, stamps in s, 9 decimals)
+    depth/<stamp_ns>.npy   float32 z-depth H W
+    masks/<stamp_ns>.png   uint8 0/255 dynamic mask
+    tracks.npz             ids (N,), stamps_ns (T,), xy (T,N,2), visible (T,N), xyz_world (T,N,3), mobility (T,N),
+                           instance (N,)
+    camera.yaml            width, height, K (row-major 9), fx fy cx cy, distortion zeros (plumb_bob)
+
+so that one scorer reads ground truth and predictions alike. Readers for the same files are here too.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from ..errors import InputError
+from ..types import check_shape
+
+__all__ = ["rotmat_to_quat_xyzw", "quat_xyzw_to_rotmat", "format_stamp", "write_tum", "read_tum",
+           "write_gt_files", "read_camera_yaml"]
+
+log = logging.getLogger(__name__)
+
+
+def rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
+    """Unit quaternion(s) ``... 4`` (x, y, z, w; w >= 0) of rotation matrices ``... 3 3`` (Shepperd's method)."""
+    R = np.asarray(R, np.float64)
+    flat = R.reshape(-1, 3, 3)
+    q = np.empty((flat.shape[0], 4))
+    for n, m in enumerate(flat):
+        tr = m[0, 0] + m[1, 1] + m[2, 2]
+        if tr > 0:
+            s = 2.0 * np.sqrt(tr + 1.0)
+            q[n] = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+        elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+            s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+            q[n] = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+        elif m[1, 1] > m[2, 2]:
+            s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+            q[n] = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+        else:
+            s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+            q[n] = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q[q[:, 3] < 0] *= -1.0
+    return q.reshape(R.shape[:-2] + (4,))
+
+
+def quat_xyzw_to_rotmat(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``... 3 3`` of quaternions ``... 4`` (x, y, z, w), normalised first."""
+    q = np.asarray(q, np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
+
+
+def format_stamp(stamp_ns: int) -> str:
+    """Integer nanoseconds as seconds with exactly 9 decimals, without float rounding (``1.000000001``)."""
+    stamp_ns = int(stamp_ns)
+    sign = "-" if stamp_ns < 0 else ""
+    a = abs(stamp_ns)
+    return f"{sign}{a // 1_000_000_000}.{a % 1_000_000_000:09d}"
+
+
+def write_tum(path: str | Path, stamps_ns: np.ndarray, T_world_cam: np.ndarray) -> None:
+    """Write a TUM trajectory (``timestamp tx ty tz qx qy qz qw``) of poses ``T 4 4`` at stamps ``T``."""
+    s = check_shape("T_world_cam", T_world_cam, "T 4 4")
+    check_shape("stamps_ns", np.asarray(stamps_ns), "T", s)
+    q = rotmat_to_quat_xyzw(T_world_cam[:, :3, :3])
+    lines = ["# timestamp tx ty tz qx qy qz qw"]
+    for stamp, T, qk in zip(stamps_ns, T_world_cam, q):
+        vals = " ".join(f"{v:.9f}" for v in (*T[:3, 3], *qk))
+        lines.append(f"{format_stamp(stamp)} {vals}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_tum(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a TUM trajectory: stamps ``T`` int64 ns (parsed exactly from the text) and poses ``T 4 4``."""
+    stamps, poses = [], []
+    for n, line in enumerate(Path(path).read_text().splitlines()):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.replace(",", " ").split()
+        if len(parts) != 8:
+            raise InputError(f"{path}:{n + 1}: expected 8 columns (timestamp tx ty tz qx qy qz qw), got {len(parts)}")
+        sec, _, frac = parts[0].partition(".")
+        stamps.append(int(sec) * 1_000_000_000 + int((frac + "000000000")[:9]) if frac else int(sec) * 10**9)
+        vals = np.array([float(v) for v in parts[1:]])
+        T = np.eye(4)
+        T[:3, :3] = quat_xyzw_to_rotmat(vals[3:])
+        T[:3, 3] = vals[:3]
+        poses.append(T)
+    return np.array(stamps, np.int64), np.array(poses).reshape(-1, 4, 4)
+
+
+def read_camera_yaml(path: str | Path) -> tuple[np.ndarray, int, int]:
+    """Read ``camera.yaml``: K ``3 3`` float64, width, height."""
+    data = yaml.safe_load(Path(path).read_text())
+    try:
+        K = np.array(data["K"], np.float64).reshape(3, 3)
+        return K, int(data["width"]), int(data["height"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a camera.yaml with K, width, height ({exc})") from None
+
+
+def write_gt_files(seq, out_dir: str | Path) -> Path:
+    """Write the ground truth of a :class:`~c4d_core.synthetic.SyntheticSequence` in the replay layout.
+
+    Args:
+        seq: the sequence (``T`` frames of ``H x W``).
+        out_dir: directory (created; existing files with the same names are overwritten).
+
+    Returns:
+        the output directory.
+    """
+    out = Path(out_dir)
+    (out / "depth").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    write_tum(out / "trajectory.tum", seq.stamps_ns, seq.T_world_cam)
+    for k, stamp in enumerate(seq.stamps_ns):
+        np.save(out / "depth" / f"{int(stamp)}.npy", seq.depth[k].astype(np.float32))
+        mask = seq.dynamic_mask[k].astype(np.uint8) * 255
+        if not cv2.imwrite(str(out / "masks" / f"{int(stamp)}.png"), mask):
+            raise InputError(f"cannot write {out / 'masks'}")
+    tr = seq.tracks
+    np.savez_compressed(out / "tracks.npz", ids=tr.ids.astype(np.int64), stamps_ns=seq.stamps_ns.astype(np.int64),
+                        xy=tr.xy.astype(np.float32), visible=tr.visible.astype(bool),
+                        xyz_world=tr.xyz_world.astype(np.float32), mobility=tr.mobility.astype(np.float32),
+                        instance=tr.instance.astype(np.int32))
+    K = seq.K
+    cam = {"width": int(seq.width), "height": int(seq.height), "K": [float(v) for v in K.ravel()],
+           "fx": float(K[0, 0]), "fy": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
+           "distortion_model": "plumb_bob", "D": [0.0] * 5, "frame_id": "camera_optical_frame"}
+    (out / "camera.yaml").write_text(yaml.safe_dump(cam, sort_keys=False))
+    log.info("wrote ground truth of %d frames to %s", len(seq), out)
+    return out
