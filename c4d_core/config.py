@@ -253,6 +253,9 @@ class TrackerConfig(_Section):
     min_gradient: float = _f(4.0, "minimum image gradient magnitude for a max-gradient query", lo=0.0)
     iters: int = _f(6, "CoTracker refinement iterations", lo=1, hi=32)
     mobility_threshold: float = _f(0.5, "mobility above which a track is called dynamic", lo=0.0, hi=1.0)
+    history_frames: int = _f(64, "frames of track positions kept for window queries (bounded memory on endless "
+                                 "streams; must cover the longest window)", lo=2, hi=4096)
+    reseed_every: int = _f(1, "add new queries in empty cells every n-th frame", lo=1)
 
 
 @dataclass(frozen=True)

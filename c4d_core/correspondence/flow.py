@@ -1,0 +1,277 @@
+"""Dense optical flow on pair-graph edges, forward and backward, with a forward-backward consistency mask.
+
+Backends (``flow.backend``):
+
+* ``dis`` (default): OpenCV DIS optical flow on grey images, preset ``flow.dis_preset``; no weights.
+* ``raft_small`` / ``raft_large``: torchvision RAFT with weights from ``flow.weights`` or the torch hub cache
+  (``$TORCH_HOME/hub/checkpoints/<official file name>``); a download only when ``flow.allow_download`` is set.
+
+Every backend returns a :class:`~c4d_core.types.FlowResult`: ``flow_fwd`` (E 2 H W) i->j, ``flow_bwd`` (E 2 H W)
+j->i, and ``valid_*`` (E H W) = forward-backward consistent within ``flow.fb_threshold_px`` and in bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import cv2
+import numpy as np
+import torch
+
+from ..config import FlowConfig
+from ..errors import ConfigError, InputError, ModelLoadError
+from ..types import FlowResult
+from ._checks import check_edges, check_images
+
+__all__ = [
+    "FlowEstimator",
+    "DISFlow",
+    "RaftFlow",
+    "fb_consistency",
+    "load_raft",
+    "make_flow_estimator",
+    "FLOW_BACKENDS",
+    "RAFT_FILES",
+]
+
+log = logging.getLogger(__name__)
+
+_DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}  # cv2.DISOPTICAL_FLOW_PRESET_*
+
+#: official torchvision file names, best first (DEFAULT first), looked up in the torch hub cache
+RAFT_FILES = {
+    "raft_small": ("raft_small_C_T_V2-01064c6d.pth", "raft_small_C_T_V1-ad48884c.pth"),
+    "raft_large": ("raft_large_C_T_SKHT_V2-ff5fadd5.pth", "raft_large_C_T_V2-1bb1363a.pth",
+                   "raft_large_C_T_SKHT_K_V2-b5c70766.pth", "raft_large_C_T_V1-22a6c225.pth",
+                   "raft_large_C_T_SKHT_V1-0b8c9e55.pth", "raft_large_C_T_SKHT_K_V1-4a6a5039.pth"),
+}
+
+
+@runtime_checkable
+class FlowEstimator(Protocol):
+    """Dense flow on the edges of a pair graph (both directions, with validity masks)."""
+
+    def estimate(self, images: np.ndarray, edges: Sequence[tuple[int, int]]) -> FlowResult:
+        """Flow for every edge ``(i, j)``: images ``T H W 3`` uint8 RGB -> FlowResult (E 2 H W, E H W)."""
+        ...
+
+
+def _warp_bilinear(field: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """Sample ``C H W`` ``field`` at float pixel positions (H W each), bilinear, border replicate."""
+    return np.stack([cv2.remap(np.ascontiguousarray(c), map_x, map_y, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE) for c in field])
+
+
+def fb_consistency(flow_ij: np.ndarray, flow_ji: np.ndarray, threshold_px: float) -> np.ndarray:
+    """Forward-backward check for pixels of frame i.
+
+    Args:
+        flow_ij: ``2 H W`` flow i->j.
+        flow_ji: ``2 H W`` flow j->i.
+        threshold_px: largest allowed ``|F_ij(p) + F_ji(p + F_ij(p))|`` (Euclidean, pixels).
+
+    Returns:
+        ``H W`` bool: consistent and the target ``p + F_ij(p)`` lies inside frame j.
+    """
+    _, h, w = flow_ij.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    tx = xs + flow_ij[0]
+    ty = ys + flow_ij[1]
+    back = _warp_bilinear(flow_ji.astype(np.float32), tx.astype(np.float32), ty.astype(np.float32))
+    err = np.hypot(flow_ij[0] + back[0], flow_ij[1] + back[1])
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return inside & (err < threshold_px) & np.isfinite(err)
+
+
+def _assemble(edges: list, fwd: list, bwd: list, threshold_px: float) -> FlowResult:
+    valid_f = [fb_consistency(f, b, threshold_px) for f, b in zip(fwd, bwd)]
+    valid_b = [fb_consistency(b, f, threshold_px) for f, b in zip(fwd, bwd)]
+    if not edges:
+        raise InputError("edges: no pairs given")
+    return FlowResult(edges=list(edges), flow_fwd=np.stack(fwd).astype(np.float32),
+                      flow_bwd=np.stack(bwd).astype(np.float32), valid_fwd=np.stack(valid_f),
+                      valid_bwd=np.stack(valid_b))
+
+
+class DISFlow:
+    """OpenCV DIS optical flow (CPU, no weights). ``preset``: ultrafast, fast or medium."""
+
+    def __init__(self, preset: str = "medium", fb_threshold_px: float = 1.5) -> None:
+        if preset not in _DIS_PRESETS:
+            raise ConfigError(f"flow.dis_preset: {preset!r} is not one of {list(_DIS_PRESETS)}")
+        self.preset = preset
+        self.fb_threshold_px = float(fb_threshold_px)
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+
+    def pair(self, grey_i: np.ndarray, grey_j: np.ndarray) -> np.ndarray:
+        """Flow ``2 H W`` float32 from grey ``H W`` uint8 image i to image j."""
+        flow = self._dis.calc(grey_i, grey_j, None)
+        return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
+
+    def estimate(self, images: np.ndarray, edges: Sequence[tuple[int, int]]) -> FlowResult:
+        """See :class:`FlowEstimator`: images ``T H W 3`` uint8 -> FlowResult with ``E 2 H W`` flows."""
+        images = check_images("images", images)
+        edges = check_edges(edges, len(images))
+        if not edges:
+            raise InputError("edges: no pairs given")
+        grey: dict[int, np.ndarray] = {}
+        for i, j in edges:
+            for k in (i, j):
+                if k not in grey:
+                    grey[k] = cv2.cvtColor(images[k], cv2.COLOR_RGB2GRAY)
+        fwd = [self.pair(grey[i], grey[j]) for i, j in edges]
+        bwd = [self.pair(grey[j], grey[i]) for i, j in edges]
+        return _assemble(edges, fwd, bwd, self.fb_threshold_px)
+
+
+def _unwrap_state_dict(obj: object, path: str) -> dict:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise ModelLoadError(f"{path}: not a state dict (got {type(obj).__name__})")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def _find_raft_file(name: str) -> str | None:
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    for fname in RAFT_FILES[name]:
+        if (hub / fname).is_file():
+            return str(hub / fname)
+    return None
+
+
+def load_raft(name: str, path: str = "", device: torch.device | str = "cpu",
+              allow_download: bool = False) -> torch.nn.Module:
+    """Build torchvision ``raft_small``/``raft_large`` (``weights=None``) and load a local state dict strictly.
+
+    Args:
+        name: ``raft_small`` or ``raft_large``.
+        path: a torchvision RAFT ``.pth`` state dict; empty = the torch hub cache (official file names).
+        device: where the model runs.
+        allow_download: when nothing is found locally, let torchvision download the DEFAULT weights.
+
+    Raises:
+        ModelLoadError: missing/unreadable file, or missing/unexpected keys or wrong shapes (listed).
+    """
+    from torchvision.models import optical_flow as tv_flow
+
+    if name not in RAFT_FILES:
+        raise ConfigError(f"flow.backend: {name!r} is not one of {list(RAFT_FILES)}")
+    builder: Callable[..., torch.nn.Module] = getattr(tv_flow, name)
+    where = str(Path(torch.hub.get_dir()) / "checkpoints")
+    if not path:
+        path = _find_raft_file(name) or ""
+        if not path:
+            if allow_download:
+                log.warning("no local %s weights: downloading torchvision DEFAULT weights", name)
+                weights_enum = getattr(tv_flow, "Raft_Small_Weights" if name == "raft_small" else "Raft_Large_Weights")
+                try:
+                    return builder(weights=weights_enum.DEFAULT, progress=False).eval().to(device)
+                except Exception as exc:  # network or hash failure
+                    raise ModelLoadError(f"{name}: download of the DEFAULT weights failed: {exc}") from exc
+            raise ModelLoadError(
+                f"{name}: no weights found. Set flow.weights to a torchvision RAFT state dict, or put "
+                f"{RAFT_FILES[name][0]} (from https://download.pytorch.org/models/) into {where}, or set "
+                "flow.allow_download=true")
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{name}: weights file {path!r} does not exist (expected a torchvision RAFT state dict, "
+                             f"e.g. {RAFT_FILES[name][0]} from https://download.pytorch.org/models/)")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"{name}: cannot read {path!r}: {exc}") from exc
+    sd = _unwrap_state_dict(raw, path)
+    model = builder(weights=None, progress=False)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        hint = ""
+        if any(k.startswith(("fnet.", "cnet.")) for k in sd):
+            hint = (" (this looks like a princeton-vl RAFT checkpoint; the raft_* backends need torchvision's "
+                    "layout: feature_encoder / context_encoder / update_block / mask_predictor)")
+        raise ModelLoadError(f"{name}: {path!r} does not match torchvision {name}{hint}: "
+                             f"{len(missing)} missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+                             f"{len(unexpected)} unexpected keys {unexpected[:8]}"
+                             f"{'...' if len(unexpected) > 8 else ''}")
+    bad = [k for k, v in expected.items() if tuple(sd[k].shape) != tuple(v.shape)]
+    if bad:
+        raise ModelLoadError(f"{name}: {path!r} has wrong shapes for {bad[:8]} "
+                             f"(e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs {tuple(expected[bad[0]].shape)})")
+    model.load_state_dict(sd, strict=True)
+    log.info("loaded %s weights from %s", name, path)
+    return model.eval().to(device)
+
+
+class RaftFlow:
+    """torchvision RAFT flow on pair-graph edges (forward and backward in one batch)."""
+
+    def __init__(self, model: torch.nn.Module, iters: int = 12, fb_threshold_px: float = 1.5,
+                 batch_size: int = 8, device: torch.device | str = "cpu") -> None:
+        self.model = model
+        self.iters = int(iters)
+        self.fb_threshold_px = float(fb_threshold_px)
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def _run(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Flow ``B 2 H W`` from ``a`` to ``b`` (``B 3 H W`` float in [-1, 1]); pads to /8 and >= 128 px."""
+        _, _, h, w = a.shape
+        hp = max(128, -(-h // 8) * 8)
+        wp = max(128, -(-w // 8) * 8)
+        pad = (0, wp - w, 0, hp - h)
+        if hp != h or wp != w:
+            a = torch.nn.functional.pad(a, pad, mode="replicate")
+            b = torch.nn.functional.pad(b, pad, mode="replicate")
+        flows = self.model(a, b, num_flow_updates=self.iters)
+        return flows[-1][:, :, :h, :w]
+
+    def estimate(self, images: np.ndarray, edges: Sequence[tuple[int, int]]) -> FlowResult:
+        """See :class:`FlowEstimator`: images ``T H W 3`` uint8 -> FlowResult with ``E 2 H W`` flows."""
+        images = check_images("images", images)
+        edges = check_edges(edges, len(images))
+        if not edges:
+            raise InputError("edges: no pairs given")
+        frames = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        src = [i for i, _ in edges] + [j for _, j in edges]
+        dst = [j for _, j in edges] + [i for i, _ in edges]
+        out = []
+        for s in range(0, len(src), self.batch_size):
+            a = frames[src[s:s + self.batch_size]]
+            b = frames[dst[s:s + self.batch_size]]
+            out.append(self._run(a, b).float().cpu())
+        flows = torch.cat(out).numpy()
+        e = len(edges)
+        return _assemble(edges, list(flows[:e]), list(flows[e:]), self.fb_threshold_px)
+
+
+def _make_dis(cfg: FlowConfig, device: torch.device | str) -> FlowEstimator:
+    return DISFlow(cfg.dis_preset, cfg.fb_threshold_px)
+
+
+def _make_raft(cfg: FlowConfig, device: torch.device | str) -> FlowEstimator:
+    model = load_raft(cfg.backend, cfg.weights, device, cfg.allow_download)
+    return RaftFlow(model, cfg.raft_iters, cfg.fb_threshold_px, cfg.batch_size, device)
+
+
+FLOW_BACKENDS: dict[str, Callable[[FlowConfig, torch.device | str], FlowEstimator]] = {
+    "dis": _make_dis,
+    "raft_small": _make_raft,
+    "raft_large": _make_raft,
+}
+
+
+def make_flow_estimator(cfg: FlowConfig, device: torch.device | str = "cpu") -> FlowEstimator:
+    """Build the flow backend named by ``cfg.backend`` (registry lookup; raises ConfigError when unknown)."""
+    try:
+        factory = FLOW_BACKENDS[cfg.backend]
+    except KeyError:
+        raise ConfigError(f"flow.backend: {cfg.backend!r} is not one of {list(FLOW_BACKENDS)}") from None
+    return factory(cfg, device)

@@ -1,0 +1,148 @@
+"""Optical flow backends: DIS accuracy on analytic and synthetic GT, forward-backward mask, bad input, RAFT loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _corr_helpers import KEYS_DIR, random_state_dict, read_key_file, shifted, texture
+from c4d_core.config import FlowConfig
+from c4d_core.correspondence import DISFlow, RaftFlow, fb_consistency, load_raft, make_flow_estimator
+from c4d_core.errors import InputError, ModelLoadError
+
+
+def test_dis_recovers_a_translation_and_fb_mask():
+    img = texture(96, 128, seed=1)
+    images = np.stack([img, shifted(img, 3.0, -2.0)])
+    res = DISFlow("medium").estimate(images, [(0, 1)])
+    assert res.flow_fwd.shape == (1, 2, 96, 128) and res.valid_bwd.shape == (1, 96, 128)
+    inner = (slice(None), slice(10, -10), slice(10, -10))
+    epe_f = np.hypot(res.flow_fwd[0, 0] - 3.0, res.flow_fwd[0, 1] + 2.0)[inner[1:]]
+    epe_b = np.hypot(res.flow_bwd[0, 0] + 3.0, res.flow_bwd[0, 1] - 2.0)[inner[1:]]
+    assert np.median(epe_f) < 0.15 and np.median(epe_b) < 0.15
+    assert res.valid_fwd[0][inner[1:]].mean() > 0.95
+    # targets outside the image are never valid: the last 3 columns move right out of frame
+    assert not res.valid_fwd[0, :, -2:].any()
+
+
+def test_fb_consistency_flags_inconsistent_flow():
+    h, w = 40, 50
+    f = np.zeros((2, h, w), np.float32)
+    f[0] = 2.0
+    b = np.zeros((2, h, w), np.float32)
+    b[0] = -2.0
+    ok = fb_consistency(f, b, 1.0)
+    assert ok[:, : w - 3].all() and not ok[:, w - 2:].any()
+    b[0, :, 20:30] = 1.0  # backward flow disagrees where forward lands in columns 20..29
+    bad = fb_consistency(f, b, 1.0)
+    assert not bad[:, 18:28].any() and bad[:, :15].all()
+
+
+def test_dis_epe_on_synthetic_scene():
+    from c4d_core.synthetic import SceneSpec, render_scene
+
+    seq = render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=4, width=160, height=120, seed=0,
+                                 num_tracks=0))
+    res = DISFlow("medium").estimate(seq.images, [(0, 1), (1, 2), (2, 3)])
+    epe = np.linalg.norm(res.flow_fwd - seq.flow_fwd[:3], axis=1)
+    noc_static = ~seq.occ_fwd[:3] & ~seq.dynamic_mask[:3]
+    # measured 0.13 px (DIS medium, 160x120, walk); bound with margin
+    assert epe[noc_static].mean() < 0.25
+    # the FB mask keeps most pixels and removes a good share of occluded ones
+    assert res.valid_fwd[noc_static].mean() > 0.9
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 80, 3), np.uint8)],  # different sizes
+    lambda: np.zeros((2, 64, 64), np.uint8),  # grey batch
+    lambda: np.zeros((2, 64, 64, 1), np.uint8),
+    lambda: np.zeros((2, 16, 64, 3), np.uint8),  # tiny
+    lambda: np.full((2, 64, 64, 3), np.nan, np.float32),  # NaN
+])
+def test_dis_bad_images(make):
+    with pytest.raises(InputError):
+        DISFlow().estimate(make(), [(0, 1)])
+
+
+@pytest.mark.parametrize("edges", [[], [(0, 2)], [(1, 1)], [(0,)]])
+def test_dis_bad_edges(edges):
+    with pytest.raises(InputError):
+        DISFlow().estimate(np.zeros((2, 64, 64, 3), np.uint8), edges)
+
+
+# ------------------------------------------------------------------------------------------------------ RAFT
+def _tv_state_dict(name: str, seed: int = 0) -> dict:
+    from torchvision.models import optical_flow
+
+    model = getattr(optical_flow, name)(weights=None)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    sd = random_state_dict(shapes, seed)
+    for k, v in model.state_dict().items():  # keep BN statistics sane
+        if k.endswith("running_var"):
+            sd[k] = torch.ones_like(v)
+        elif k.endswith("num_batches_tracked"):
+            sd[k] = torch.zeros_like(v)
+    return sd
+
+
+@pytest.mark.parametrize("name", ["raft_small", "raft_large"])
+def test_raft_loads_local_file_strictly(tmp_path, name):
+    sd = _tv_state_dict(name)
+    path = tmp_path / f"{name}.pth"
+    torch.save(sd, path)
+    model = load_raft(name, str(path))
+    assert set(model.state_dict()) == set(sd)
+    # strictness: a missing key and an unexpected key are both listed
+    bad = dict(sd)
+    dropped = next(iter(bad))
+    bad.pop(dropped)
+    bad["extra.weight"] = torch.zeros(1)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(ModelLoadError) as exc:
+        load_raft(name, str(tmp_path / "bad.pth"))
+    assert dropped in str(exc.value) and "extra.weight" in str(exc.value)
+
+
+def test_raft_small_forward_with_random_weights(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "raft_small.pth"
+    torch.save(_tv_state_dict("raft_small"), path)
+    est = make_flow_estimator(FlowConfig(backend="raft_small", weights=str(path), raft_iters=2))
+    assert isinstance(est, RaftFlow)
+    img = texture(64, 72, seed=2)
+    res = est.estimate(np.stack([img, shifted(img, 1, 1), img]), [(0, 1), (1, 2)])
+    assert res.flow_fwd.shape == (2, 2, 64, 72) and np.isfinite(res.flow_fwd).all()
+    assert res.valid_fwd.dtype == bool
+
+
+@pytest.mark.skipif(not KEYS_DIR.exists(), reason="shared/reference/keys not available")
+def test_princeton_layout_is_recognised_with_a_clear_error(tmp_path):
+    shapes = read_key_file("raft_small")
+    assert len(shapes) == len(_tv_state_dict("raft_small")) == 106  # same size, different layout
+    torch.save(random_state_dict(shapes), tmp_path / "raft-small.pth")
+    with pytest.raises(ModelLoadError, match="princeton"):
+        load_raft("raft_small", str(tmp_path / "raft-small.pth"))
+
+
+def test_raft_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ModelLoadError, match="raft_small_C_T_V2-01064c6d.pth"):
+        make_flow_estimator(FlowConfig(backend="raft_small"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_raft("raft_large", str(tmp_path / "nope.pth"))
+    # a file in the hub cache under the official name is found without a path
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(_tv_state_dict("raft_small"), tmp_path / "hub" / "checkpoints" / "raft_small_C_T_V2-01064c6d.pth")
+    assert load_raft("raft_small") is not None
+
+
+@pytest.mark.data
+def test_dis_epe_on_sintel_pairs(shared_data):
+    from bench.correspondence import sintel_epe
+
+    res = sintel_epe(shared_data)
+    # measured (DIS medium): clean/easy noc 0.28, final/easy noc 0.27, clean/medium noc 0.87
+    assert res["clean/easy"]["epe_noc"] < 0.45 and res["final/easy"]["epe_noc"] < 0.45
+    assert res["clean/medium"]["epe_noc"] < 1.4
+    assert res["clean/mean"]["epe_noc"] <= res["clean/mean"]["epe_all"]
