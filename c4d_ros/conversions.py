@@ -19,13 +19,13 @@ import array
 import collections
 import importlib
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
 
+from c4d_core.geometry import quat_xyzw_to_rotmat_np, rotmat_to_quat_xyzw_np, so3_log_np
 from c4d_core.errors import InputError
 from c4d_core.types import check_shape, validate_K
 
@@ -501,37 +501,16 @@ def msg_to_pointcloud(msg: Any) -> tuple[np.ndarray, np.ndarray]:
 
 # ============================================================================ poses
 def rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
-    """``3 3`` rotation -> unit quaternion ``(x, y, z, w)`` with w >= 0 (re-orthonormalised through SVD)."""
-    R = np.asarray(R, dtype=np.float64)
-    U, _, Vt = np.linalg.svd(R)
-    R = U @ Vt
-    if np.linalg.det(R) < 0:
-        U[:, -1] *= -1
-        R = U @ Vt
-    tr = np.trace(R)
-    if tr > 0:
-        s = math.sqrt(tr + 1.0) * 2
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
-        s = math.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2]) * 2
-        q = [0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s, (R[2, 1] - R[1, 2]) / s]
-    elif R[1, 1] > R[2, 2]:
-        s = math.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2]) * 2
-        q = [(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s, (R[0, 2] - R[2, 0]) / s]
-    else:
-        s = math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1]) * 2
-        q = [(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
+    """``3 3`` rotation -> unit quaternion ``(x, y, z, w)`` with w >= 0 (re-orthonormalised through SVD first, so
+    slightly non-orthonormal optimiser output still gives a valid ROS quaternion)."""
+    U, _, Vt = np.linalg.svd(np.asarray(R, dtype=np.float64))
+    R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    return rotmat_to_quat_xyzw_np(R)
 
 
 def quat_xyzw_to_rotmat(q: Sequence[float]) -> np.ndarray:
     """Quaternion ``(x, y, z, w)`` -> ``3 3`` rotation (normalised first)."""
-    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return quat_xyzw_to_rotmat_np(q)
 
 
 def _check_pose(T: np.ndarray, name: str = "pose") -> np.ndarray:
@@ -584,19 +563,6 @@ def pose_to_pose_stamped(msgs: MsgNamespace, T_frame_body: np.ndarray, stamp_ns:
                      pose=_pose_msg(msgs, T_frame_body))
 
 
-def _log_so3(R: np.ndarray) -> np.ndarray:
-    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    th = math.acos(c)
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if th < 1e-9:
-        return 0.5 * w
-    if math.pi - th < 1e-6:  # near pi: axis from the symmetric part
-        A = (R + np.eye(3)) / 2.0
-        axis = A[:, int(np.argmax(np.diag(A)))]
-        return th * axis / np.linalg.norm(axis)
-    return th / (2.0 * math.sin(th)) * w
-
-
 def pose_to_odometry(msgs: MsgNamespace, T_odom_base: np.ndarray, stamp_ns: int, odom_frame: str,
                      base_frame: str, T_prev: Optional[np.ndarray] = None, dt_s: float = 0.0,
                      pose_variance: float = 1e-2, twist_variance: float = 1e-1) -> Any:
@@ -610,7 +576,7 @@ def pose_to_odometry(msgs: MsgNamespace, T_odom_base: np.ndarray, stamp_ns: int,
     if T_prev is not None and dt_s > 0:
         T_rel = np.linalg.inv(_check_pose(T_prev)) @ _check_pose(T_odom_base)
         lin = T_rel[:3, 3] / dt_s
-        ang = _log_so3(T_rel[:3, :3]) / dt_s
+        ang = so3_log_np(T_rel[:3, :3]) / dt_s
     pc = np.diag([pose_variance] * 6).ravel()
     tc = np.diag([twist_variance] * 6).ravel()
     vec = lambda v: msgs.make("geometry_msgs/msg/Vector3", x=float(v[0]), y=float(v[1]), z=float(v[2]))  # noqa

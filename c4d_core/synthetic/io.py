@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from ..errors import InputError
+from ..geometry import quat_xyzw_to_rotmat_np, rotmat_to_quat_xyzw_np
 from ..types import check_shape
 
 __all__ = ["rotmat_to_quat_xyzw", "quat_xyzw_to_rotmat", "format_stamp", "write_tum", "read_tum",
@@ -31,38 +32,13 @@ log = logging.getLogger(__name__)
 
 
 def rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion(s) ``... 4`` (x, y, z, w; w >= 0) of rotation matrices ``... 3 3`` (Shepperd's method)."""
-    R = np.asarray(R, np.float64)
-    flat = R.reshape(-1, 3, 3)
-    q = np.empty((flat.shape[0], 4))
-    for n, m in enumerate(flat):
-        tr = m[0, 0] + m[1, 1] + m[2, 2]
-        if tr > 0:
-            s = 2.0 * np.sqrt(tr + 1.0)
-            q[n] = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-        elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-            s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-            q[n] = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-        elif m[1, 1] > m[2, 2]:
-            s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-            q[n] = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-        else:
-            s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-            q[n] = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    q[q[:, 3] < 0] *= -1.0
-    return q.reshape(R.shape[:-2] + (4,))
+    """Unit quaternion(s) ``... 4`` (x, y, z, w; w >= 0) of rotation matrices ``... 3 3``."""
+    return rotmat_to_quat_xyzw_np(R)
 
 
 def quat_xyzw_to_rotmat(q: np.ndarray) -> np.ndarray:
     """Rotation matrices ``... 3 3`` of quaternions ``... 4`` (x, y, z, w), normalised first."""
-    q = np.asarray(q, np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
+    return quat_xyzw_to_rotmat_np(q)
 
 
 def format_stamp(stamp_ns: int) -> str:
