@@ -44,6 +44,9 @@ setup(
             "c4d_node = c4d_ros.node:main",
             "sequence_publisher = c4d_ros.sequence_publisher:main",
             "c4d-eval = c4d_ros.eval_cli:main",
+            "c4d-replay = c4d_ros.replay:main",
+            "c4d-bag = c4d_ros.bag_cli:main",
+            "c4d-demo = c4d_ros.demo:main",
         ],
     },
 )

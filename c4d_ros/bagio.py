@@ -1,9 +1,10 @@
 """rosbag2 input/output through ``rosbags`` (pure Python, no ROS installation needed).
 
-Writer part: :func:`write_sequence_bag` stores a synthetic (or any) image sequence with intrinsics and ground-truth
-camera poses as a rosbag2 MCAP bag: ``sensor_msgs/Image`` rgb8 (or ``CompressedImage`` jpeg),
-``sensor_msgs/CameraInfo`` and ``tf2_msgs/TFMessage`` (world -> camera optical frame), all stamped with the image
-stamp. The small message builders below are pure functions of numpy inputs and a typestore.
+Reading (rosbag2 sqlite3/MCAP, ROS 1; topic discovery; ground truth from /tf or TUM) and the incremental
+:class:`BagWriter` live in :mod:`c4d_ros.bagio_reader` and are re-exported here. :func:`write_sequence_bag` stores a
+synthetic (or any) image sequence with intrinsics and ground-truth camera poses as a rosbag2 MCAP bag:
+``sensor_msgs/Image`` rgb8 (or ``CompressedImage`` jpeg), ``sensor_msgs/CameraInfo`` and ``tf2_msgs/TFMessage``
+(world -> camera optical frame), all stamped with the image stamp, built with :mod:`c4d_ros.conversions`.
 """
 
 from __future__ import annotations
@@ -14,26 +15,22 @@ from typing import Any
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores
 
 from c4d_core.errors import InputError
 from c4d_core.types import check_shape, validate_K
 
+from .bagio_reader import (BagFrame, BagReader, BagWriter, TopicInfo, is_bag_path, read_tum,  # noqa: F401
+                           select_camera_info_topic, select_image_topic, typestore_for)
 from .conversions import (K_to_camera_info, pose_to_transform_stamped, rgb_to_compressed, rgb_to_image,
                           rosbags_msgs, tf_message)
 
-__all__ = ["write_sequence_bag", "typestore_for"]
+__all__ = ["write_sequence_bag", "typestore_for", "BagReader", "BagWriter", "BagFrame", "TopicInfo", "is_bag_path",
+           "read_tum", "select_image_topic", "select_camera_info_topic"]
 
 log = logging.getLogger(__name__)
 
 _DISTROS = {"humble": (Stores.ROS2_HUMBLE, 8), "jazzy": (Stores.ROS2_JAZZY, 9)}
-
-
-def typestore_for(distro: str) -> Any:
-    """The rosbags typestore of a ROS 2 distro name ("humble" or "jazzy")."""
-    if distro not in _DISTROS:
-        raise InputError(f"distro: {distro!r} is not one of {sorted(_DISTROS)}")
-    return get_typestore(_DISTROS[distro][0])
 
 
 def write_sequence_bag(path: str | Path, seq: Any, *, image_topic: str = "/camera/image_raw",
@@ -55,6 +52,8 @@ def write_sequence_bag(path: str | Path, seq: Any, *, image_topic: str = "/camer
     Returns:
         the bag directory.
     """
+    if distro not in _DISTROS:
+        raise InputError(f"distro: {distro!r} is not one of {sorted(_DISTROS)}")
     ts = typestore_for(distro)
     version = _DISTROS[distro][1]
     images = np.asarray(seq.images)

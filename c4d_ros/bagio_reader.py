@@ -1,0 +1,486 @@
+"""Reading camera streams and ground truth from bags through ``rosbags`` (no ROS installation needed).
+
+Reads rosbag2 (sqlite3 and MCAP; a bag directory or a single ``.mcap`` / ``.db3`` file) and ROS 1 ``.bag`` files
+(``rosbags.highlevel.AnyReader``). Finds the image and camera_info topics automatically (a clear error listing the
+topics when that is ambiguous), decodes ``sensor_msgs/Image`` and ``CompressedImage``, iterates frames lazily, and
+reads ground-truth poses from ``/tf`` (+ ``/tf_static`` chains) or a TUM file::
+
+    with BagReader("run.mcap") as bag:
+        print(bag.image_topic, bag.camera_info_topic, bag.num_images)
+        for fr in bag.frames(max_frames=100):
+            fr.rgb, fr.stamp_ns, fr.K
+        stamps_ns, T_world_cam = bag.tf_trajectory(parent="world", child=None)   # child None = image frame
+
+Also :class:`BagWriter`, a small incremental rosbag2 MCAP writer (one connection per topic) used by ``c4d-replay``
+and ``c4d-bag``. Every failure to read (corrupt or truncated bag, missing metadata, unknown message type) raises
+:class:`~c4d_core.errors.InputError` with the path and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from c4d_core.errors import C4DError, InputError
+
+from . import conversions as cv
+
+__all__ = [
+    "IMAGE_TYPES",
+    "CAMERA_INFO_TYPE",
+    "TF_TYPE",
+    "TopicInfo",
+    "BagFrame",
+    "BagReader",
+    "BagWriter",
+    "is_bag_path",
+    "read_tum",
+    "typestore_for",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+_BAG_SUFFIXES = (".mcap", ".db3", ".bag")
+
+
+def typestore_for(distro: str = "humble") -> Any:
+    """The ``rosbags`` typestore of a ROS 2 distro (humble, iron, jazzy, ...)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    try:
+        store = Stores[f"ROS2_{distro.upper()}"]
+    except KeyError:
+        names = [s.name[5:].lower() for s in Stores if s.name.startswith("ROS2_")]
+        raise InputError(f"unknown ROS 2 distro {distro!r} (one of {names})") from None
+    return get_typestore(store)
+
+
+def is_bag_path(path: str | Path) -> bool:
+    """True for a rosbag2 directory (metadata.yaml or storage files inside) or a .mcap/.db3/.bag file."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / "metadata.yaml").exists() or any(p.glob("*.mcap")) or any(p.glob("*.db3"))
+    return p.suffix.lower() in _BAG_SUFFIXES
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag: name, full message type, message count."""
+
+    topic: str
+    msgtype: str
+    count: int
+
+
+@dataclass
+class BagFrame:
+    """One decoded camera image of a bag.
+
+    Attributes:
+        index: running number of the image in the bag (0, 1, ...).
+        rgb: ``H W 3`` uint8 RGB.
+        stamp_ns: ``header.stamp`` in integer nanoseconds.
+        K: ``3 3`` intrinsics from the latest camera_info (None when the bag has none).
+        D: distortion coefficients (empty when unknown); distortion_model: CameraInfo's model name.
+        frame_id: ``header.frame_id`` of the image.
+    """
+
+    index: int
+    rgb: np.ndarray
+    stamp_ns: int
+    K: Optional[np.ndarray]
+    D: np.ndarray
+    distortion_model: str
+    frame_id: str
+
+
+def _resolve_bag_path(path: Path) -> Path:
+    """A path AnyReader can open, or InputError (missing, empty directory, several storage files, no metadata)."""
+    if not path.exists():
+        raise InputError(f"bag not found: {path}")
+    if path.is_dir():
+        if (path / "metadata.yaml").exists():
+            return path
+        files = sorted(list(path.glob("*.mcap")) + list(path.glob("*.db3")))
+        if len(files) == 1:
+            log.warning("bag directory %s has no metadata.yaml: reading its single storage file %s", path,
+                        files[0].name)
+            return files[0]
+        if not files:
+            raise InputError(f"{path} is not a rosbag2 directory: no metadata.yaml and no .mcap/.db3 file")
+        raise InputError(f"bag directory {path} has no metadata.yaml and {len(files)} storage files "
+                         f"({', '.join(f.name for f in files)}); cannot tell their order")
+    if path.suffix.lower() not in _BAG_SUFFIXES:
+        raise InputError(f"{path} is not a bag (expected a rosbag2 directory or a .mcap, .db3 or .bag file)")
+    return path
+
+
+def _image_ns(topic: str) -> str:
+    """Camera namespace of an image topic: ``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam``."""
+    t = topic[: -len("/compressed")] if topic.endswith("/compressed") else topic
+    return t.rsplit("/", 1)[0] if "/" in t.strip("/") else ""
+
+
+def _topic_list(topics: Sequence[TopicInfo]) -> str:
+    return ", ".join(f"{t.topic} ({t.msgtype}, {t.count})" for t in topics) or "(none)"
+
+
+def select_image_topic(topics: Sequence[TopicInfo], requested: Optional[str] = None) -> TopicInfo:
+    """Pick the camera image topic of a bag.
+
+    ``requested`` must exist and carry Image/CompressedImage. Automatically: the only image topic; of a raw topic
+    and its ``/compressed`` twin the raw one; depth, mask and c4d output topics are left out when others exist.
+    Raises InputError listing every topic when there is none or the choice is ambiguous.
+    """
+    images = [t for t in topics if t.msgtype in IMAGE_TYPES]
+    if requested:
+        hit = [t for t in topics if t.topic == requested]
+        if not hit:
+            raise InputError(f"image topic {requested!r} is not in the bag; topics: {_topic_list(topics)}")
+        if hit[0].msgtype not in IMAGE_TYPES:
+            raise InputError(f"topic {requested!r} carries {hit[0].msgtype}, not an image; image topics: "
+                             f"{_topic_list(images)}")
+        return hit[0]
+    if not images:
+        raise InputError(f"the bag has no image topic (sensor_msgs/Image or CompressedImage); topics: "
+                         f"{_topic_list(topics)}")
+    cands = [t for t in images if not any(k in t.topic.lower() for k in ("depth", "mask", "c4d_node"))] or images
+    raw = {t.topic for t in cands if t.msgtype == IMAGE_TYPES[0]}
+    cands = [t for t in cands if not (t.topic.endswith("/compressed") and t.topic[: -len("/compressed")] in raw)]
+    if len(cands) > 1:
+        raise InputError(f"the bag has {len(cands)} image topics: {_topic_list(cands)}; choose one with "
+                         "--image-topic")
+    return cands[0]
+
+
+def select_camera_info_topic(topics: Sequence[TopicInfo], image_topic: str,
+                             requested: Optional[str] = None) -> Optional[TopicInfo]:
+    """Pick the CameraInfo topic that belongs to ``image_topic`` (same namespace), or None when the bag has none."""
+    infos = [t for t in topics if t.msgtype == CAMERA_INFO_TYPE]
+    if requested:
+        hit = [t for t in topics if t.topic == requested]
+        if not hit:
+            raise InputError(f"camera_info topic {requested!r} is not in the bag; topics: {_topic_list(topics)}")
+        if hit[0].msgtype != CAMERA_INFO_TYPE:
+            raise InputError(f"topic {requested!r} carries {hit[0].msgtype}, not sensor_msgs/CameraInfo")
+        return hit[0]
+    if not infos:
+        return None
+    ns = _image_ns(image_topic)
+    same = [t for t in infos if t.topic.rsplit("/", 1)[0] == ns]
+    if len(same) == 1:
+        return same[0]
+    if len(infos) == 1:
+        return infos[0]
+    raise InputError(f"cannot tell which camera_info belongs to {image_topic}: {_topic_list(infos)}; choose one "
+                     "with --camera-info-topic")
+
+
+class BagReader:
+    """Lazy reader of one camera stream (+ ground truth) in a bag; use as a context manager.
+
+    Args:
+        path: rosbag2 directory, ``.mcap`` / ``.db3`` file or ROS 1 ``.bag``.
+        image_topic, camera_info_topic: explicit topics (default: found automatically, see
+            :func:`select_image_topic`).
+        distro: typestore used for bags without embedded message definitions.
+    """
+
+    def __init__(self, path: str | Path, image_topic: Optional[str] = None,
+                 camera_info_topic: Optional[str] = None, distro: str = "humble") -> None:
+        self.path = Path(path).expanduser()
+        self._requested = (image_topic, camera_info_topic)
+        self._distro = distro
+        self._reader: Any = None
+        self.topics: List[TopicInfo] = []
+        self.image: Optional[TopicInfo] = None
+        self.camera_info: Optional[TopicInfo] = None
+
+    # ------------------------------------------------------------------ open / close
+    def open(self) -> "BagReader":
+        from rosbags.highlevel import AnyReader
+
+        target = _resolve_bag_path(self.path)
+        try:
+            reader = AnyReader([target], default_typestore=typestore_for(self._distro))
+            reader.open()
+        except C4DError:
+            raise
+        except Exception as err:  # rosbags raises many types (ReaderError, AnyReaderError, sqlite3, yaml, ...)
+            raise InputError(f"cannot open bag {self.path}: {type(err).__name__}: {err} "
+                             "(corrupt or truncated bag, or missing/invalid metadata.yaml?)") from None
+        self._reader = reader
+        counts: Dict[Tuple[str, str], int] = {}
+        for c in reader.connections:
+            key = (c.topic, c.msgtype)
+            counts[key] = counts.get(key, 0) + int(getattr(c, "msgcount", 0) or 0)
+        self.topics = [TopicInfo(t, m, n) for (t, m), n in sorted(counts.items())]
+        try:
+            self.image = select_image_topic(self.topics, self._requested[0])
+            self.camera_info = select_camera_info_topic(self.topics, self.image.topic, self._requested[1])
+        except InputError:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:  # closing a corrupt bag must not hide the original error
+                log.debug("error while closing %s", self.path, exc_info=True)
+            self._reader = None
+
+    def __enter__(self) -> "BagReader":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_topic(self) -> str:
+        return self.image.topic if self.image else ""
+
+    @property
+    def camera_info_topic(self) -> Optional[str]:
+        return self.camera_info.topic if self.camera_info else None
+
+    @property
+    def num_images(self) -> int:
+        return self.image.count if self.image else 0
+
+    def _need(self) -> "BagReader":
+        if self._reader is None:
+            raise InputError(f"bag {self.path} is not open (use 'with BagReader(...) as bag')")
+        return self
+
+    def _connections(self, topics: Sequence[str]) -> list:
+        return [c for c in self._need()._reader.connections if c.topic in topics]
+
+    def _messages(self, topics: Sequence[str]) -> Iterator[Tuple[Any, int, Any]]:
+        """``(connection, log_time_ns, message)`` in log-time order; read errors become InputError."""
+        conns = self._connections(topics)
+        it = self._reader.messages(connections=conns)
+        n = 0
+        while True:
+            try:
+                conn, t, raw = next(it)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise InputError(f"bag {self.path} is corrupt or truncated after {n} messages of "
+                                 f"{list(topics)}: {type(err).__name__}: {err}") from None
+            try:
+                msg = self._reader.deserialize(raw, conn.msgtype)
+            except Exception as err:
+                raise InputError(f"bag {self.path}: cannot decode a {conn.msgtype} message on {conn.topic} "
+                                 f"(unknown message type or corrupt data): {type(err).__name__}: {err}") from None
+            n += 1
+            yield conn, int(t), msg
+
+    # ------------------------------------------------------------------ frames
+    def first_camera_info(self) -> Optional[tuple]:
+        """``(K, D, model, (w, h))`` of the first camera_info message, or None."""
+        if self.camera_info is None:
+            return None
+        for _, _, msg in self._messages([self.camera_info.topic]):
+            return cv.camera_info_to_K(msg)
+        return None
+
+    def frames(self, max_frames: int = 0, start: int = 0) -> Iterator[BagFrame]:
+        """Decoded images in bag order with the latest camera_info's K (the first one for images before it).
+
+        ``max_frames`` > 0 stops after that many frames; ``start`` skips the first images. Undecodable single images
+        are skipped with a warning; a corrupt bag raises InputError.
+        """
+        info = self.first_camera_info()
+        topics = [self.image.topic] + ([self.camera_info.topic] if self.camera_info else [])
+        k = -1
+        n = 0
+        for conn, _, msg in self._messages(topics):
+            if conn.msgtype == CAMERA_INFO_TYPE:
+                try:
+                    info = cv.camera_info_to_K(msg)
+                except InputError as err:
+                    log.warning("camera_info at %d ns unusable: %s", cv.stamp_to_ns(msg.header.stamp), err)
+                continue
+            k += 1
+            if k < start:
+                continue
+            try:
+                rgb = cv.compressed_to_rgb(msg) if conn.msgtype.endswith("CompressedImage") else cv.image_to_rgb(msg)
+            except InputError as err:
+                log.warning("image %d of %s skipped: %s", k, conn.topic, err)
+                continue
+            K, D, model = (info[0], info[1], info[2]) if info is not None else (None, np.zeros(0), "")
+            if info is not None and info[3] != (rgb.shape[1], rgb.shape[0]):
+                raise InputError(f"camera_info size {info[3][0]}x{info[3][1]} does not match image {k} of "
+                                 f"{conn.topic} ({rgb.shape[1]}x{rgb.shape[0]})")
+            yield BagFrame(k, rgb, cv.stamp_to_ns(msg.header.stamp), K, D, model, str(msg.header.frame_id))
+            n += 1
+            if max_frames and n >= max_frames:
+                return
+
+    def image_stamps(self) -> np.ndarray:
+        """``header.stamp`` of every image (reads headers only as far as rosbags allows; no image decoding)."""
+        out = [cv.stamp_to_ns(msg.header.stamp) for _, _, msg in self._messages([self.image.topic])]
+        return np.asarray(out, np.int64)
+
+    # ------------------------------------------------------------------ ground truth
+    def tf_topics(self) -> List[str]:
+        return [t.topic for t in self.topics if t.msgtype == TF_TYPE]
+
+    def tf_trajectory(self, parent: Optional[str] = None, child: Optional[str] = None
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+        """Ground-truth poses ``T_parent_child`` from ``/tf`` (dynamic) composed with ``/tf_static`` edges.
+
+        ``child`` None = the image's ``frame_id``; ``parent`` None = whatever frame publishes it. Chains of the form
+        ``parent -(dynamic)-> x -(static)...-> child`` (up to 3 static hops) are resolved. Returns
+        ``(stamps_ns (P,), T (P 4 4))``, empty arrays when the bag has no usable /tf.
+        """
+        tf_topics = self.tf_topics()
+        empty = (np.zeros(0, np.int64), np.zeros((0, 4, 4)))
+        if not tf_topics:
+            return empty
+        if child is None:
+            child = next((fr.frame_id for fr in self.frames(max_frames=1)), "")
+        dyn: Dict[Tuple[str, str], List[Tuple[int, np.ndarray]]] = {}
+        static: Dict[Tuple[str, str], np.ndarray] = {}
+        for conn, _, msg in self._messages(tf_topics):
+            is_static = "static" in conn.topic
+            for tf in msg.transforms:
+                key = (str(tf.header.frame_id).lstrip("/"), str(tf.child_frame_id).lstrip("/"))
+                T = cv.transform_to_matrix(tf.transform)
+                if is_static:
+                    static[key] = T
+                else:
+                    dyn.setdefault(key, []).append((cv.stamp_to_ns(tf.header.stamp), T))
+        child = (child or "").lstrip("/")
+        parent = parent.lstrip("/") if parent else None
+        # static chain ending in child: x -> ... -> child
+        chains: List[Tuple[str, np.ndarray]] = [(child, np.eye(4))]
+        frontier = list(chains)
+        for _ in range(3):
+            nxt = []
+            for frame, T_x_child in frontier:
+                for (p, c), T in static.items():
+                    if c == frame:
+                        nxt.append((p, T @ T_x_child))
+            chains += nxt
+            frontier = nxt
+        for x, T_x_child in chains:
+            for (p, c), samples in dyn.items():
+                if c == x and (parent is None or p == parent):
+                    samples = sorted(samples, key=lambda s: s[0])
+                    st = np.array([s[0] for s in samples], np.int64)
+                    Ts = np.stack([s[1] @ T_x_child for s in samples])
+                    uniq = np.concatenate([[True], np.diff(st) > 0])
+                    log.info("ground truth from /tf: %s -> %s (%d poses)", p, child, int(uniq.sum()))
+                    return st[uniq], Ts[uniq]
+        edges = sorted(dyn) + sorted(static)
+        if edges:
+            log.warning("no /tf chain %s -> %s in %s; transforms present: %s", parent or "?", child, self.path,
+                        [f"{p}->{c}" for p, c in edges])
+        return empty
+
+
+# ============================================================================ TUM files
+def read_tum(path: str | Path) -> Tuple[np.ndarray, np.ndarray]:
+    """TUM trajectory file (``timestamp tx ty tz qx qy qz qw``, ``#`` comments) -> ``(stamps_ns (P,), T (P 4 4))``.
+
+    Raises InputError for a missing file, a malformed line (number named) or no poses.
+    """
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as err:
+        raise InputError(f"cannot read TUM file {p}: {err}") from None
+    stamps, poses = [], []
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        parts = s.replace(",", " ").split()
+        if len(parts) != 8:
+            raise InputError(f"{p}:{n}: expected 8 values 'timestamp tx ty tz qx qy qz qw', got {len(parts)}")
+        try:
+            vals = [float(v) for v in parts]
+        except ValueError:
+            raise InputError(f"{p}:{n}: not a number in {s!r}") from None
+        q = np.asarray(vals[4:8])
+        if not np.all(np.isfinite(vals)) or np.linalg.norm(q) < 1e-9:
+            raise InputError(f"{p}:{n}: non-finite value or zero quaternion")
+        T = np.eye(4)
+        T[:3, :3] = cv.quat_xyzw_to_rotmat(q / np.linalg.norm(q))
+        T[:3, 3] = vals[1:4]
+        # seconds -> ns keeping the digits written (float64 loses ns resolution beyond ~1e8 s)
+        stamps.append(_seconds_text_to_ns(parts[0]))
+        poses.append(T)
+    if not poses:
+        raise InputError(f"TUM file {p} has no poses")
+    return np.asarray(stamps, np.int64), np.stack(poses)
+
+
+def _seconds_text_to_ns(text: str) -> int:
+    if "e" in text.lower():
+        return int(round(float(text) * 1e9))
+    neg = text.startswith("-")
+    whole, _, frac = text.lstrip("+-").partition(".")
+    ns = int(whole or 0) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+    return -ns if neg else ns
+
+
+# ============================================================================ incremental writer
+class BagWriter:
+    """Incremental rosbag2 MCAP writer (one connection per topic, CDR), as a context manager.
+
+    ``write(topic, msgtype, msg, stamp_ns)`` adds one message (log time = ``stamp_ns``). ``close()`` finalises the
+    bag (metadata.yaml); the directory must not exist yet. Message definitions come from ``distro``'s typestore and
+    are embedded, so readers without ROS decode the bag.
+    """
+
+    def __init__(self, path: str | Path, distro: str = "humble") -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        if self.path.exists():
+            raise InputError(f"output bag {self.path} already exists")
+        self.typestore = typestore_for(distro)
+        self.msgs = cv.rosbags_msgs(self.typestore)
+        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._conns: Dict[str, Any] = {}
+        self.counts: Dict[str, int] = {}
+        self._open = False
+
+    def open(self) -> "BagWriter":
+        self._writer.open()
+        self._open = True
+        return self
+
+    def write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> None:
+        conn = self._conns.get(topic)
+        if conn is None:
+            conn = self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+        elif conn.msgtype != msgtype:
+            raise InputError(f"topic {topic} already carries {conn.msgtype}, cannot write {msgtype}")
+        self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
+    def __enter__(self) -> "BagWriter":
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
