@@ -16,7 +16,7 @@ import numpy as np
 
 from c4d_core.config import TrackerConfig
 from c4d_core.correspondence import DISFlow, KLTTracker
-from c4d_core.correspondence._tapvid import tapvid_metrics
+from c4d_core.eval import tapvid_metrics
 from c4d_core.correspondence.tracker import klt_track_queries
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,11 @@ def badja_klt(data: Path, max_frames: int = 200) -> dict:
         gt_vis = vis[:, jsel]
         # the query frame (in annotation index units) is not scored
         qa = first[jsel]
-        m = tapvid_metrics(gt_xy, gt_vis, pred_xy[ts], pred_vis[ts], qa, (w, h))
-        out[seq] = {k: m[k] for k in ("delta_avg", "occlusion_accuracy", "average_jaccard", "num_points")}
+        m = tapvid_metrics(pred_xy[ts], pred_vis[ts], gt_xy, gt_vis, qa, (h, w))
+        out[seq] = {k: m[k] for k in ("delta_avg", "oa", "aj", "n_tracks")}
     if out:
         out["mean"] = {k: float(np.mean([v[k] for v in out.values()]))
-                       for k in ("delta_avg", "occlusion_accuracy", "average_jaccard")}
+                       for k in ("delta_avg", "oa", "aj")}
     return out
 
 
@@ -109,11 +109,11 @@ def synthetic_klt(width: int = 320, height: int = 240, frames: int = 30) -> dict
     v0 = tr.visible[0]
     q = np.concatenate([np.zeros((v0.sum(), 1)), tr.xy[0][v0]], 1)
     xy, vis = klt_track_queries(seq.images, q)
-    m = tapvid_metrics(tr.xy[:, v0], tr.visible[:, v0], xy, vis, np.zeros(v0.sum()), (width, height))
+    m = tapvid_metrics(xy, vis, tr.xy[:, v0], tr.visible[:, v0], np.zeros(v0.sum(), int), (height, width))
     res = DISFlow("medium").estimate(seq.images[:9], [(k, k + 1) for k in range(8)])
     epe = np.linalg.norm(res.flow_fwd - seq.flow_fwd[:8], axis=1)
     noc_static = ~seq.occ_fwd[:8] & ~seq.dynamic_mask[:8]
-    return {"klt": {k: m[k] for k in ("delta_avg", "occlusion_accuracy", "average_jaccard", "num_points")},
+    return {"klt": {k: m[k] for k in ("delta_avg", "oa", "aj", "n_tracks")},
             "dis_epe_noc_static": float(epe[noc_static].mean()), "dis_epe_all": float(epe.mean()),
             "size": [width, height], "frames": frames}
 

@@ -117,9 +117,9 @@ def _read_assoc_file(path: Path, ncols: int) -> List[List[str]]:
 
 
 def _sec_to_ns(text: str) -> int:
-    from .bagio_reader import _seconds_text_to_ns
+    from c4d_core.eval.trajectory import seconds_text_to_ns
 
-    return _seconds_text_to_ns(text)
+    return seconds_text_to_ns(text)
 
 
 def _tum_source(path: Path, args: argparse.Namespace) -> ConvertSource:

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from c4d_core.errors import C4DError, InputError
+from c4d_core.eval.trajectory import read_tum as eval_read_tum
 
 from . import conversions as cv
 
@@ -396,46 +397,11 @@ class BagReader:
 def read_tum(path: str | Path) -> Tuple[np.ndarray, np.ndarray]:
     """TUM trajectory file (``timestamp tx ty tz qx qy qz qw``, ``#`` comments) -> ``(stamps_ns (P,), T (P 4 4))``.
 
-    Raises InputError for a missing file, a malformed line (number named) or no poses.
+    Raises InputError for a missing file, a malformed line (number named) or no poses
+    (:func:`c4d_core.eval.read_tum`).
     """
-    p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as err:
-        raise InputError(f"cannot read TUM file {p}: {err}") from None
-    stamps, poses = [], []
-    for n, line in enumerate(lines, 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        parts = s.replace(",", " ").split()
-        if len(parts) != 8:
-            raise InputError(f"{p}:{n}: expected 8 values 'timestamp tx ty tz qx qy qz qw', got {len(parts)}")
-        try:
-            vals = [float(v) for v in parts]
-        except ValueError:
-            raise InputError(f"{p}:{n}: not a number in {s!r}") from None
-        q = np.asarray(vals[4:8])
-        if not np.all(np.isfinite(vals)) or np.linalg.norm(q) < 1e-9:
-            raise InputError(f"{p}:{n}: non-finite value or zero quaternion")
-        T = np.eye(4)
-        T[:3, :3] = cv.quat_xyzw_to_rotmat(q / np.linalg.norm(q))
-        T[:3, 3] = vals[1:4]
-        # seconds -> ns keeping the digits written (float64 loses ns resolution beyond ~1e8 s)
-        stamps.append(_seconds_text_to_ns(parts[0]))
-        poses.append(T)
-    if not poses:
-        raise InputError(f"TUM file {p} has no poses")
-    return np.asarray(stamps, np.int64), np.stack(poses)
-
-
-def _seconds_text_to_ns(text: str) -> int:
-    if "e" in text.lower():
-        return int(round(float(text) * 1e9))
-    neg = text.startswith("-")
-    whole, _, frac = text.lstrip("+-").partition(".")
-    ns = int(whole or 0) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
-    return -ns if neg else ns
+    traj = eval_read_tum(path)
+    return np.asarray(traj.stamps_ns, np.int64), traj.T_world_cam
 
 
 # ============================================================================ incremental writer

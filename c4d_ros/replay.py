@@ -35,6 +35,9 @@ import yaml
 from c4d_core.config import C4DConfig, extract_ros_parameters, flatten
 from c4d_core.errors import C4DError, ConfigError, InputError
 from c4d_core.types import Frame, WindowResult
+from c4d_core.eval import score_directory
+from c4d_core.eval.trajectory import tum_line
+from c4d_core.eval.trajectory import write_tum as eval_write_tum
 
 from . import conversions as cv
 from .bagio_reader import BagReader, BagWriter, is_bag_path, read_tum
@@ -229,20 +232,9 @@ def scale_uv(uv: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return out
 
 
-def _tum_line(stamp_ns: int, T: np.ndarray) -> str:
-    q = cv.rotmat_to_quat_xyzw(np.asarray(T[:3, :3], np.float64))
-    t = T[:3, 3]
-    sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
-    vals = " ".join(f"{v:.9f}" for v in (*t, *q))
-    return f"{sec}.{nsec:09d} {vals}\n"
-
-
 def write_tum(path: str | Path, stamps_ns: Sequence[int], poses: np.ndarray) -> None:
     """Write ``T_world_cam`` poses (``P 4 4``) with stamps (ns) as a TUM file (seconds with 9 decimals)."""
-    with open(path, "w") as f:
-        f.write("# timestamp tx ty tz qx qy qz qw\n")
-        for t, T in zip(stamps_ns, poses):
-            f.write(_tum_line(int(t), T))
+    eval_write_tum(path, None, np.asarray(poses, np.float64), stamps_ns=np.asarray(stamps_ns, np.int64))
 
 
 # ============================================================================ outputs
@@ -334,7 +326,7 @@ class ReplayOutputs:
                 self.invalid_frames += 1
                 continue
             T = np.asarray(result.T_world_cam[k], np.float64)
-            self._tum.write(_tum_line(t, T))
+            self._tum.write(tum_line(t, T))
             self.stamps.append(t)
             self.poses.append(T)
             np.save(self.out / "depth" / f"{t}.npy", upsample_depth(result.depth[k], W_in, H_in))
@@ -469,49 +461,8 @@ def _check_gt_stamps(gt_stamps: np.ndarray, stamps: Sequence[int], what: str, to
 
 
 def score(out: Path, gt: Path) -> dict:
-    """Metrics of the outputs in ``out`` against ``gt`` through :func:`c4d_core.eval.score_directory`."""
-    try:
-        from c4d_core.eval import score_directory
-    except ImportError:  # c4d_core.eval not installed in this tree yet: a minimal stand-in (ATE, depth, IoU)
-        log.warning("c4d_core.eval is not available: computing a minimal metric set")
-        return _minimal_scores(out, gt)
+    """Metrics of the outputs in ``out`` against ``gt`` (:func:`c4d_core.eval.score_directory`)."""
     return score_directory(out, gt)
-
-
-def _minimal_scores(out: Path, gt: Path) -> dict:
-    from .report import associate, umeyama_sim3
-
-    m: dict = {}
-    if (gt / "trajectory.tum").is_file() and (out / "trajectory.tum").is_file():
-        se, Te = read_tum(out / "trajectory.tum")
-        sg, Tg = read_tum(gt / "trajectory.tum")
-        ia, ib = associate(se, sg)
-        if len(ia) >= 3:
-            s, R, t = umeyama_sim3(Te[ia, :3, 3], Tg[ib, :3, 3])
-            err = np.linalg.norm(s * Te[ia, :3, 3] @ R.T + t - Tg[ib, :3, 3], axis=1)
-            m["pose"] = {"ate_rmse": float(np.sqrt((err ** 2).mean())), "matched": int(len(ia))}
-    ious, rels = [], []
-    for f in sorted((gt / "masks").glob("*.png")) if (gt / "masks").is_dir() else []:
-        p = out / "masks" / f.name
-        if p.exists():
-            a = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127
-            b = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) > 127
-            if a.shape == b.shape:
-                u = (a | b).sum()
-                ious.append(1.0 if u == 0 else float((a & b).sum() / u))
-    if ious:
-        m["masks"] = {"iou_mean": float(np.mean(ious)), "frames": len(ious)}
-    for f in sorted((gt / "depth").glob("*.npy")) if (gt / "depth").is_dir() else []:
-        p = out / "depth" / f.name
-        if p.exists():
-            d, g = np.load(p), np.load(f)
-            ok = np.isfinite(d) & np.isfinite(g) & (g > 0) & (d > 0) if d.shape == g.shape else None
-            if ok is not None and ok.sum() > 10:
-                d = d * np.median(g[ok]) / np.median(d[ok])
-                rels.append(float(np.mean(np.abs(d[ok] - g[ok]) / g[ok])))
-    if rels:
-        m["depth"] = {"abs_rel_median_scaled": float(np.mean(rels)), "frames": len(rels)}
-    return m
 
 
 # ============================================================================ config

@@ -18,46 +18,13 @@ from typing import Any, List, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
+from c4d_core.eval.trajectory import align_umeyama, associate
+
 from .bagio_reader import read_tum
 
-__all__ = ["write_report", "umeyama_sim3", "associate", "flatten_metrics"]
+__all__ = ["write_report", "flatten_metrics"]
 
 log = logging.getLogger(__name__)
-
-
-def umeyama_sim3(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> Tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares ``(s, R, t)`` with ``dst ~ s R src + t`` for ``N 3`` point sets (Umeyama 1991)."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    if len(src) < 2:
-        return 1.0, np.eye(3), (dst.mean(0) - src.mean(0)) if len(src) else np.zeros(3)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
-    U, S, Vt = np.linalg.svd(cov)
-    D = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        D[2, 2] = -1
-    R = U @ D @ Vt
-    var_s = (xs ** 2).sum() / len(src)
-    s = float(np.trace(np.diag(S) @ D) / var_s) if (with_scale and var_s > 1e-12) else 1.0
-    t = mu_d - s * R @ mu_s
-    return s, R, t
-
-
-def associate(stamps_a: np.ndarray, stamps_b: np.ndarray, tol_ns: int = 20_000_000) -> Tuple[np.ndarray, np.ndarray]:
-    """Indices ``(ia, ib)`` pairing each stamp of ``a`` with the nearest stamp of ``b`` within ``tol_ns``."""
-    a = np.asarray(stamps_a, np.int64)
-    b = np.asarray(stamps_b, np.int64)
-    if not len(a) or not len(b):
-        return np.zeros(0, int), np.zeros(0, int)
-    order = np.argsort(b)
-    bs = b[order]
-    j = np.clip(np.searchsorted(bs, a), 0, len(bs) - 1)
-    jm = np.clip(j - 1, 0, len(bs) - 1)
-    best = np.where(np.abs(bs[jm] - a) < np.abs(bs[j] - a), jm, j)
-    ok = np.abs(bs[best] - a) <= tol_ns
-    return np.flatnonzero(ok), order[best[ok]]
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> List[Tuple[str, Any]]:
@@ -111,10 +78,10 @@ def _trajectory_plots(out: Path, gt_dir: Optional[Path]) -> List[Tuple[str, str]
     figs = []
     fig, ax = plt.subplots(figsize=(6, 5))
     if gt is not None:
-        ia, ib = associate(st, gt[0])
+        ia, ib = associate(np.asarray(st) * 1e-9, np.asarray(gt[0]) * 1e-9, max_diff=0.02)
         gp = gt[1][:, :3, 3]
         if len(ia) >= 3:
-            s, R, t = umeyama_sim3(pe[ia], gp[ib])
+            s, R, t = align_umeyama(pe[ia], gp[ib], "sim3")
             pa = (s * pe @ R.T) + t
             ax.plot(gp[:, 0], gp[:, 2], "k-", lw=2, label="ground truth")
             ax.plot(pa[:, 0], pa[:, 2], "r-", lw=1.5, label=f"estimate (Sim3-aligned, s={s:.3g})")

@@ -155,5 +155,5 @@ def test_read_tum_errors(tmp_path):
     st, T = read_tum(p)
     assert st.tolist() == [1_500_000_000, 2_000_000_001] and T[1, :3, 3].tolist() == [1, 2, 3]
     p.write_text("1.0 0 0 0 0 0 1\n")
-    with pytest.raises(InputError, match=":1: expected 8 values"):
+    with pytest.raises(InputError, match=":1: TUM rows need 8 values"):
         read_tum(p)

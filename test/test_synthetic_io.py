@@ -66,5 +66,5 @@ def test_gt_files_round_trip(small_seq, tmp_path):
 def test_read_tum_rejects_bad_rows(tmp_path):
     p = tmp_path / "bad.tum"
     p.write_text("1.0 0 0 0 0 0 1\n")
-    with pytest.raises(InputError, match="8 columns"):
+    with pytest.raises(InputError, match="need 8 values"):
         read_tum(p)

@@ -35,6 +35,9 @@ from ..geometry import quat_xyzw_to_rotmat_np, rotmat_to_quat_xyzw_np, umeyama_n
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "seconds_text_to_ns",
+    "format_stamp_ns",
+    "tum_line",
     "Trajectory", "read_tum", "write_tum", "read_kitti", "write_kitti", "read_euroc_csv", "read_trajectory",
     "associate", "associate_trajectories", "align_umeyama", "apply_sim3", "error_stats", "ate", "rpe",
     "path_length", "pose_metrics", "rotation_angle_deg",
@@ -101,7 +104,7 @@ def _poses_from_tq(t: np.ndarray, q_xyzw: np.ndarray, what: str) -> np.ndarray:
     return T
 
 
-def _stamp_to_ns(tok: str) -> int:
+def seconds_text_to_ns(tok: str) -> int:
     """Exact decimal seconds (also ``1.4e+09`` forms) -> integer nanoseconds."""
     return int((Decimal(tok) * 1_000_000_000).to_integral_value())
 
@@ -127,7 +130,7 @@ def read_tum(path: str | Path) -> Trajectory:
             raise InputError(f"{path}:{lineno}: TUM rows need 8 values (timestamp tx ty tz qx qy qz qw), "
                              f"got {len(toks)}")
         try:
-            ns.append(_stamp_to_ns(toks[0]))
+            ns.append(seconds_text_to_ns(toks[0]))
             vals.append([float(v) for v in toks[1:]])
         except (ValueError, InvalidOperation) as exc:
             raise InputError(f"{path}:{lineno}: not a number: {s!r}") from exc
@@ -141,10 +144,19 @@ def read_tum(path: str | Path) -> Trajectory:
     return Trajectory(ns_arr.astype(np.float64) * 1e-9, T, ns_arr)
 
 
-def _fmt_stamp_ns(stamp_ns: int) -> str:
+def format_stamp_ns(stamp_ns: int) -> str:
+    """Integer nanoseconds as seconds with exactly 9 decimals, without float rounding (``1.000000001``)."""
     sign = "-" if stamp_ns < 0 else ""
     a = abs(int(stamp_ns))
     return f"{sign}{a // 1_000_000_000}.{a % 1_000_000_000:09d}"
+
+
+def tum_line(stamp_ns: int, T_world_cam: np.ndarray) -> str:
+    """One TUM row ``timestamp tx ty tz qx qy qz qw`` (newline-terminated) of a ``4 4`` pose."""
+    T = np.asarray(T_world_cam, np.float64)
+    q = rotmat_to_quat_xyzw_np(T[:3, :3])
+    vals = " ".join(f"{x:.9f}" for x in (*T[:3, 3], *q))
+    return f"{format_stamp_ns(int(stamp_ns))} {vals}\n"
 
 
 def write_tum(path: str | Path, stamps_s, T_world_cam, stamps_ns=None) -> Path:
@@ -158,13 +170,10 @@ def write_tum(path: str | Path, stamps_s, T_world_cam, stamps_ns=None) -> Path:
     """
     traj = Trajectory(np.asarray(stamps_s, np.float64) if stamps_ns is None else np.asarray(stamps_ns) * 1e-9,
                       T_world_cam, stamps_ns)
-    q = rotmat_to_quat_xyzw_np(traj.T_world_cam[:, :3, :3]) if len(traj) else np.zeros((0, 4))
-    lines = ["# timestamp tx ty tz qx qy qz qw"]
-    for k in range(len(traj)):
-        vals = " ".join(f"{x:.9f}" for x in (*traj.T_world_cam[k, :3, 3], *q[k]))
-        lines.append(f"{_fmt_stamp_ns(int(traj.stamps_ns[k]))} {vals}")
+    text = "# timestamp tx ty tz qx qy qz qw\n" + "".join(
+        tum_line(int(traj.stamps_ns[k]), traj.T_world_cam[k]) for k in range(len(traj)))
     path = Path(path)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(text)
     return path
 
 

@@ -22,6 +22,9 @@ import numpy as np
 import yaml
 
 from ..errors import InputError
+from ..eval.trajectory import format_stamp_ns
+from ..eval.trajectory import read_tum as eval_read_tum
+from ..eval.trajectory import write_tum as eval_write_tum
 from ..geometry import quat_xyzw_to_rotmat_np, rotmat_to_quat_xyzw_np
 from ..types import check_shape
 
@@ -42,43 +45,21 @@ def quat_xyzw_to_rotmat(q: np.ndarray) -> np.ndarray:
 
 
 def format_stamp(stamp_ns: int) -> str:
-    """Integer nanoseconds as seconds with exactly 9 decimals, without float rounding (``1.000000001``)."""
-    stamp_ns = int(stamp_ns)
-    sign = "-" if stamp_ns < 0 else ""
-    a = abs(stamp_ns)
-    return f"{sign}{a // 1_000_000_000}.{a % 1_000_000_000:09d}"
+    """Integer nanoseconds as seconds with exactly 9 decimals (see :func:`c4d_core.eval.format_stamp_ns`)."""
+    return format_stamp_ns(stamp_ns)
 
 
 def write_tum(path: str | Path, stamps_ns: np.ndarray, T_world_cam: np.ndarray) -> None:
-    """Write a TUM trajectory (``timestamp tx ty tz qx qy qz qw``) of poses ``T 4 4`` at stamps ``T``."""
+    """Write a TUM trajectory (``timestamp tx ty tz qx qy qz qw``) of poses ``T 4 4`` at stamps ``T`` (ns)."""
     s = check_shape("T_world_cam", T_world_cam, "T 4 4")
     check_shape("stamps_ns", np.asarray(stamps_ns), "T", s)
-    q = rotmat_to_quat_xyzw(T_world_cam[:, :3, :3])
-    lines = ["# timestamp tx ty tz qx qy qz qw"]
-    for stamp, T, qk in zip(stamps_ns, T_world_cam, q):
-        vals = " ".join(f"{v:.9f}" for v in (*T[:3, 3], *qk))
-        lines.append(f"{format_stamp(stamp)} {vals}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    eval_write_tum(path, None, T_world_cam, stamps_ns=np.asarray(stamps_ns, np.int64))
 
 
 def read_tum(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a TUM trajectory: stamps ``T`` int64 ns (parsed exactly from the text) and poses ``T 4 4``."""
-    stamps, poses = [], []
-    for n, line in enumerate(Path(path).read_text().splitlines()):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.replace(",", " ").split()
-        if len(parts) != 8:
-            raise InputError(f"{path}:{n + 1}: expected 8 columns (timestamp tx ty tz qx qy qz qw), got {len(parts)}")
-        sec, _, frac = parts[0].partition(".")
-        stamps.append(int(sec) * 1_000_000_000 + int((frac + "000000000")[:9]) if frac else int(sec) * 10**9)
-        vals = np.array([float(v) for v in parts[1:]])
-        T = np.eye(4)
-        T[:3, :3] = quat_xyzw_to_rotmat(vals[3:])
-        T[:3, 3] = vals[:3]
-        poses.append(T)
-    return np.array(stamps, np.int64), np.array(poses).reshape(-1, 4, 4)
+    traj = eval_read_tum(path)
+    return traj.stamps_ns, traj.T_world_cam
 
 
 def read_camera_yaml(path: str | Path) -> tuple[np.ndarray, int, int]:
