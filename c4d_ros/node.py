@@ -40,8 +40,8 @@ def write_ply(path: str | Path, xyz: np.ndarray, rgb: np.ndarray) -> int:
     """Write ``N 3`` float points with ``N 3`` uint8 colours as binary little-endian PLY; returns N."""
     xyz = np.asarray(xyz, dtype="<f4").reshape(-1, 3)
     rgb = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
-    rec = np.empty(len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"),
-                                     ("b", "u1")])
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")]
+    rec = np.empty(len(xyz), dtype=fields)
     rec["x"], rec["y"], rec["z"] = xyz.T
     rec["r"], rec["g"], rec["b"] = rgb.T
     header = ("ply\nformat binary_little_endian 1.0\nelement vertex {}\nproperty float x\nproperty float y\n"

@@ -57,7 +57,8 @@ class GTScene:
     def world_points(self, t):
         H, W = self.depth.shape[1:]
         u, v = np.meshgrid(np.arange(W), np.arange(H))
-        ray = np.stack([(u - self.K[0, 2]) / self.K[0, 0], (v - self.K[1, 2]) / self.K[1, 1], np.ones_like(u, float)], -1)
+        ray = np.stack([(u - self.K[0, 2]) / self.K[0, 0], (v - self.K[1, 2]) / self.K[1, 1],
+                        np.ones_like(u, float)], -1)
         Pc = ray * self.depth[t][..., None]
         return Pc @ self.T_world_cam[t][:3, :3].T + self.T_world_cam[t][:3, 3]
 

@@ -80,8 +80,8 @@ class FakeEngine:
                 "stage_ms": {"flow": 10.0}, "rss_mb": 300.0, "last_error": ""}
 
     def static_map(self):
-        return PointCloud(np.array([[0, 0, 1.0], [0.5, 0, 2.0]], np.float32), np.array([[255, 0, 0], [0, 255, 0]],
-                                                                                        np.uint8))
+        return PointCloud(np.array([[0, 0, 1.0], [0.5, 0, 2.0]], np.float32),
+                          np.array([[255, 0, 0], [0, 255, 0]], np.uint8))
 
 
 @pytest.fixture(params=[Stores.ROS2_HUMBLE, Stores.ROS2_JAZZY], ids=["humble", "jazzy"])
@@ -222,8 +222,8 @@ def test_missing_camera_info_falls_back_to_estimated_focal(ros, ts):
     assert all(f.K is None for f in eng.frames)
     assert len(warnings_of(node, "no valid camera_info")) == 1
     # fallback intrinsics from the parameter
-    node2, engines2 = make_node(ros, msgs, **{"input.camera_info_timeout_s": 0.0,
-                                               "input.intrinsics": [40.0, 41.0, 15.5, 11.5]})
+    overrides = {"input.camera_info_timeout_s": 0.0, "input.intrinsics": [40.0, 41.0, 15.5, 11.5]}
+    node2, engines2 = make_node(ros, msgs, **overrides)
     node2.subscription("image").callback(image_msg(msgs, 0, 5))
     np.testing.assert_allclose(engines2[0].frames[0].K, [[40, 0, 15.5], [0, 41, 11.5], [0, 0, 1]])
 

@@ -43,7 +43,8 @@ def hat(v: torch.Tensor) -> torch.Tensor:
 
 def vee(M: torch.Tensor) -> torch.Tensor:
     """``(*,3,3) -> (*,3)``, the inverse of :func:`hat` (uses the antisymmetric part)."""
-    return 0.5 * torch.stack([M[..., 2, 1] - M[..., 1, 2], M[..., 0, 2] - M[..., 2, 0], M[..., 1, 0] - M[..., 0, 1]], -1)
+    return 0.5 * torch.stack([M[..., 2, 1] - M[..., 1, 2], M[..., 0, 2] - M[..., 2, 0],
+                              M[..., 1, 0] - M[..., 0, 1]], -1)
 
 
 def quat_xyzw_to_rotmat(q: torch.Tensor) -> torch.Tensor:
