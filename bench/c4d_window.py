@@ -55,7 +55,7 @@ def _gt_inputs(width, height, frames):
                 depth=sc.depth, dyn=sc.dynamic_mask, frontend="gt (analytic scene, exact flow/pointmaps/tracks)")
 
 
-def _default_inputs(width, height, frames, cfg):
+def _default_inputs(width, height, frames, cfg, known_K=False):
     from c4d_core.correspondence import make_point_tracker  # noqa: F401  (fails -> fallback)
     from c4d_core.synthetic import SceneSpec, render_scene
 
@@ -65,7 +65,7 @@ def _default_inputs(width, height, frames, cfg):
     for t in range(frames):
         tracker.add_frame(t, seq.images[t])
     tracks = tracker.get_tracks(list(range(frames)))
-    return dict(images=seq.images, K=None, tracks=tracks, flow=None, pointmaps=None, T_gt=seq.T_world_cam,
+    return dict(images=seq.images, K=seq.K if known_K else None, tracks=tracks, flow=None, pointmaps=None, T_gt=seq.T_world_cam,
                 depth=seq.depth, dyn=np.asarray(seq.dynamic_mask, bool),
                 frontend="default (DIS flow, KLT tracks, geometric pointmaps) on c4d_core.synthetic room/walk")
 
@@ -80,13 +80,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--known-k", action="store_true", help="give the solver the true K (CameraInfo)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = C4DConfig().with_overrides([f"optim.schedule={args.schedule}", "runtime.device=cpu", *args.set])
     fallback = None
     if args.frontend == "default":
         try:
-            inp = _default_inputs(args.width, args.height, args.frames, cfg)
+            inp = _default_inputs(args.width, args.height, args.frames, cfg, args.known_k)
         except Exception as err:  # front end not available yet
             fallback = f"default front end unavailable ({type(err).__name__}: {err}); used gt"
             inp = _gt_inputs(args.width, args.height, args.frames)
@@ -104,7 +105,7 @@ def main(argv=None) -> dict:
                   "final_losses": sol.losses})
         runs[name] = m
     out = {"frontend": inp["frontend"], "fallback": fallback, "width": args.width, "height": args.height,
-           "frames": args.frames, "schedule": args.schedule,
+           "frames": args.frames, "schedule": args.schedule, "known_K": args.known_k,
            "optim_resolution_scale": cfg.optim.resolution_scale, "threads": args.threads,
            "acceptance": {"ate_over_path_length<=0.01": runs["full"]["ate_over_path_length"] <= 0.01,
                           "rpe_rot_deg<=0.3": runs["full"]["rpe_rot_deg_per_frame"] <= 0.3,

@@ -273,6 +273,8 @@ class PointmapConfig(_Section):
                                  lo=0.0)
     ransac_threshold_px: float = _f(1.0, "geometric: epipolar inlier threshold in pixels", lo=0.0, lo_open=True)
     max_correspondences: int = _f(4000, "geometric: flow correspondences sampled for the relative pose", lo=16)
+    resolution_scale: float = _f(0.5, "geometric: pointmaps computed at this fraction of the processing resolution",
+                                 lo=0.0, lo_open=True, hi=1.0)
 
     def _check(self) -> None:
         if not self.strides:
@@ -310,11 +312,11 @@ class OptimConfig(_Section):
                        "early stopping", choices=("reference", "fast"))
     stage1_iters: int = _f(300, "stage 1 (GA + CMA + CTS) iterations (reference schedule)", lo=0)
     stage2_iters: int = _f(300, "stage 2 (PTS + GA, poses frozen) iterations (reference schedule)", lo=0)
-    fast_stage1_iters: int = _f(60, "stage 1 iterations of the fast schedule", lo=0)
-    fast_stage2_iters: int = _f(20, "stage 2 iterations of the fast schedule", lo=0)
+    fast_stage1_iters: int = _f(10, "stage 1 iterations of the fast schedule", lo=0)
+    fast_stage2_iters: int = _f(10, "stage 2 iterations of the fast schedule", lo=0)
     lr: float = _f(0.01, "Adam learning rate", lo=0.0, lo_open=True)
     lr_final: float = _f(0.001, "learning rate at the end of the linear decay", lo=0.0)
-    resolution_scale: float = _f(0.5, "optimisation resolution relative to the processing resolution",
+    resolution_scale: float = _f(0.25, "optimisation resolution relative to the processing resolution",
                                  lo=0.0, lo_open=True, hi=1.0)
     shared_focal: bool = _f(True, "one focal for all frames of the window (else one per frame)")
     optimize_focal: bool = _f(True, "optimise the focal when CameraInfo gives none (never when K is known)")
@@ -330,6 +332,18 @@ class OptimConfig(_Section):
     pts_kernel: int = _f(5, "PTS temporal kernel size (frames, odd)", lo=1, hi=31)
     pts_lambda: float = _f(1.0, "PTS adaptive outlier down-weighting factor", lo=0.0)
     pts_neighbours: int = _f(8, "PTS control points blended per pixel", lo=1, hi=64)
+    init: str = _f("tracks", "initialisation: tracks (static-track SfM poses + multi-view flow depth; falls back "
+                   "to pointmaps when it fails) or pointmaps (spanning tree + Procrustes)",
+                   choices=("tracks", "pointmaps"))
+    sfm_ba_iters: int = _f(30, "tracks init: bundle-adjustment function evaluations", lo=0)
+    sfm_huber_px: float = _f(0.5, "tracks init: Huber scale of the bundle adjustment (pixels)", lo=0.0,
+                             lo_open=True)
+    sfm_max_tracks: int = _f(600, "tracks init: most static tracks in the bundle adjustment", lo=12)
+    min_parallax_deg: float = _f(0.3, "tracks init: parallax below which multi-view depth is interpolated from the "
+                                 "surroundings", lo=0.0)
+    tracks_pose_lr_scale: float = _f(0.01, "pose learning-rate factor after the tracks init (its poses are already "
+                                     "bundle-adjusted; replaces pose_lr_scale)", lo=0.0, lo_open=True)
+    cache_pairs: int = _f(96, "per-pair flow / pointmap cache size across overlapping windows (0 = off)", lo=0)
     weights: LossWeights = field(default_factory=LossWeights, metadata={"help": "loss weights"})
 
 

@@ -8,11 +8,13 @@ chains windows by passing the overlap of the previous solution as :class:`WarmSt
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as Fnn
@@ -21,6 +23,8 @@ from .config import C4DConfig
 from .errors import InputError
 from .motion import MotionResult, compute_motion
 from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
+from .optim.init import InitResult, fit_edge_similarities
+from .optim.sfm import multiview_depth, track_sfm
 from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shape, validate_K
 
 log = logging.getLogger(__name__)
@@ -180,6 +184,105 @@ class WindowProcessor:
         self.device = torch.device(device)
         self._flow = flow_estimator
         self._pointmaps = pointmap_predictor
+        # per-pair cache across overlapping windows: (id_i, id_j) -> flow tuple / directed pointmap tuple
+        self._flow_cache: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+        self._pm_cache: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+        self._cache_K: Optional[tuple] = None
+        self.last_init: str = ""
+
+    def clear_cache(self) -> None:
+        """Forget cached per-pair flow and pointmaps (call when frame ids restart)."""
+        self._flow_cache.clear()
+        self._pm_cache.clear()
+
+    def _cache_put(self, cache: "collections.OrderedDict", key: tuple, value: tuple) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > max(0, int(self.cfg.optim.cache_pairs)):
+            cache.popitem(last=False)
+
+    def _pointmap_scale(self, H: int, W: int) -> tuple[int, int]:
+        sc = float(self.cfg.pointmaps.resolution_scale) if self.cfg.pointmaps.backend == "geometric" else 1.0
+        return max(16, int(round(H * sc))), max(16, int(round(W * sc)))
+
+    def _predict_pointmaps(self, images: np.ndarray, directed: list, K: Optional[np.ndarray],
+                           flow: FlowResult) -> PairwisePointmaps:
+        """Pointmaps of ``directed`` edges, at the pointmap resolution (reduced for the geometric backend)."""
+        T, H, W = images.shape[:3]
+        hp, wp = self._pointmap_scale(H, W)
+        if (hp, wp) == (H, W):
+            return self.pointmap_predictor().predict(images, directed, K, flow)
+        sx, sy = wp / W, hp / H
+        small = np.stack([cv2.resize(im, (wp, hp), interpolation=cv2.INTER_AREA) for im in images])
+
+        def rs_flow(f):
+            out = np.stack([cv2.resize(np.ascontiguousarray(c), (wp, hp), interpolation=cv2.INTER_AREA) for c in f])
+            out[0] *= sx
+            out[1] *= sy
+            return out
+
+        def rs_valid(v):
+            return cv2.resize(v.astype(np.float32), (wp, hp), interpolation=cv2.INTER_AREA) > 0.99
+
+        fl = FlowResult(list(flow.edges), np.stack([rs_flow(f) for f in flow.flow_fwd]),
+                        np.stack([rs_flow(f) for f in flow.flow_bwd]),
+                        np.stack([rs_valid(v) for v in flow.valid_fwd]), np.stack([rs_valid(v) for v in flow.valid_bwd]))
+        Ks = None
+        if K is not None:
+            Ks = np.array(K, np.float64)
+            Ks[0, 0] *= sx
+            Ks[1, 1] *= sy
+            Ks[0, 2] = (Ks[0, 2] + 0.5) * sx - 0.5
+            Ks[1, 2] = (Ks[1, 2] + 0.5) * sy - 0.5
+        pw = self.pointmap_predictor().predict(small, directed, Ks, fl)
+        if pw.focal is not None:
+            pw.focal = np.asarray(pw.focal, np.float64) / sx
+        return pw
+
+    def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int]
+                   ) -> tuple[FlowResult, PairwisePointmaps]:
+        """Flow and pointmaps of the window's pair graph, reusing pairs seen in earlier windows (by frame id)."""
+        T = images.shape[0]
+        # key = (stream id, image fingerprint): ids restart after a reset, the fingerprint tells the frames apart
+        ids = [(int(i), hash(images[t, ::8, ::8].tobytes())) for t, i in enumerate(frame_ids)]
+        kkey = None if K is None else tuple(np.round(np.asarray(K, np.float64).ravel(), 4))
+        if kkey != self._cache_K:
+            self.clear_cache()
+            self._cache_K = kkey
+        edges = self.pair_edges(T)
+        miss = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._flow_cache]
+        t0 = time.perf_counter()
+        if miss:
+            fr = self.flow_estimator().estimate(images, miss)
+            for k, (i, j) in enumerate(miss):
+                self._cache_put(self._flow_cache, (ids[i], ids[j]),
+                                (fr.flow_fwd[k], fr.flow_bwd[k], fr.valid_fwd[k], fr.valid_bwd[k]))
+        items = [self._flow_cache[(ids[i], ids[j])] for i, j in edges]
+        flow = FlowResult(list(edges), np.stack([x[0] for x in items]), np.stack([x[1] for x in items]),
+                          np.stack([x[2] for x in items]), np.stack([x[3] for x in items]))
+        t_flow = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        directed = edges + [(j, i) for i, j in edges]
+        miss_u = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._pm_cache
+                  or (ids[e[1]], ids[e[0]]) not in self._pm_cache]
+        if miss_u:
+            sub = FlowResult(list(miss_u), *[np.stack([self._flow_cache[(ids[i], ids[j])][c] for i, j in miss_u])
+                                             for c in range(4)])
+            md = miss_u + [(j, i) for i, j in miss_u]
+            pw = self._predict_pointmaps(images, md, K, sub)
+            for k, (i, j) in enumerate(md):
+                self._cache_put(self._pm_cache, (ids[i], ids[j]), (
+                    pw.pts_i[k], pw.pts_j[k], pw.conf_i[k], pw.conf_j[k],
+                    None if pw.T_i_j is None else pw.T_i_j[k], None if pw.focal is None else pw.focal[k]))
+        pm = [self._pm_cache[(ids[i], ids[j])] for i, j in directed]
+        has_T = all(x[4] is not None for x in pm)
+        has_f = all(x[5] is not None for x in pm)
+        pointmaps = PairwisePointmaps(list(directed), np.stack([x[0] for x in pm]), np.stack([x[1] for x in pm]),
+                                      np.stack([x[2] for x in pm]), np.stack([x[3] for x in pm]),
+                                      np.stack([x[4] for x in pm]) if has_T else None,
+                                      np.array([x[5] for x in pm]) if has_f else None)
+        self._front_times = (t_flow, time.perf_counter() - t0)
+        return flow, pointmaps
 
     # ------------------------------------------------------------------ front end
     def pair_edges(self, num_frames: int) -> list:
@@ -208,7 +311,8 @@ class WindowProcessor:
                 warm_start: Optional[WarmStart] = None, *, flow: Optional[FlowResult] = None,
                 pointmaps: Optional[PairwisePointmaps] = None,
                 on_iteration: Optional[Callable[[int, int, dict], None]] = None,
-                use_cma: bool = True, use_cts: bool = True, use_pts: bool = True) -> WindowSolution:
+                use_cma: bool = True, use_cts: bool = True, use_pts: bool = True,
+                frame_ids: Optional[Sequence[int]] = None) -> WindowSolution:
         """Reconstruct one window.
 
         Args:
@@ -220,6 +324,8 @@ class WindowProcessor:
             pointmaps: precomputed pairwise pointmaps on directed edges (skips the pointmap backend).
             on_iteration: solver callback ``(stage, iteration, {term: value})``.
             use_cma, use_cts, use_pts: ablation switches.
+            frame_ids: global ids of the ``T`` frames (stream indices); with them flow and pointmaps of pairs seen
+                in an earlier window are reused from a bounded cache (``optim.cache_pairs``).
         Returns:
             :class:`WindowSolution`.
         """
@@ -237,20 +343,28 @@ class WindowProcessor:
         check_shape("tracks.xy", tracks.xy, "T N 2", {"T": T})
         timings: dict = {}
 
+        cached = frame_ids is not None and flow is None and pointmaps is None and self.cfg.optim.cache_pairs > 0
+        if cached:
+            if len(frame_ids) != T:
+                raise InputError(f"frame_ids has {len(frame_ids)} ids for {T} frames")
+            flow, pointmaps = self._front_end(images, K, frame_ids)
+            timings["flow"], timings["pointmaps"] = self._front_times
         t0 = time.perf_counter()
         if flow is None:
             edges = self.pair_edges(T)
             flow = self.flow_estimator().estimate(images, edges)
         edges = [tuple(map(int, e)) for e in flow.edges]
         check_shape("flow.flow_fwd", flow.flow_fwd, "E 2 H W", {"H": H, "W": W})
-        timings["flow"] = time.perf_counter() - t0
+        if not cached:
+            timings["flow"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         if pointmaps is None:
             directed = edges + [(j, i) for i, j in edges]
-            pointmaps = self.pointmap_predictor().predict(images, directed, K, flow)
-        check_shape("pointmaps.pts_i", pointmaps.pts_i, "E H W 3", {"H": H, "W": W})
-        timings["pointmaps"] = time.perf_counter() - t0
+            pointmaps = self._predict_pointmaps(images, directed, K, flow)
+        check_shape("pointmaps.pts_i", pointmaps.pts_i, "E h w 3")
+        if not cached:
+            timings["pointmaps"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         if not (np.isfinite(flow.flow_fwd).all() and np.isfinite(flow.flow_bwd).all()):
@@ -276,13 +390,73 @@ class WindowProcessor:
         sol.edges = edges
         return sol
 
+    # ------------------------------------------------------------------ tracks initialisation
+    def _tracks_init(self, T, H, W, f_proc, pp_proc, tracks, flow, motion, warm, warm_frames):
+        """Poses from static-track SfM and dense depth from multi-view flow triangulation (processing resolution).
+
+        Returns ``(T_world_cam T 4 4, depth T H W, confidence T H W)`` in the warm start's world when there is one.
+        """
+        from .pointmaps.geometric import fill_log_depth
+
+        cfg = self.cfg.optim
+        Kp = np.array([[f_proc, 0.0, pp_proc[0]], [0.0, f_proc, pp_proc[1]], [0.0, 0.0, 1.0]])
+        mob = tracks.mobility if tracks.mobility is not None else motion.mobility
+        static = None
+        if mob is not None:
+            static = np.nanmax(np.where(tracks.visible, mob, 0.0), axis=0) < self.cfg.motion.mobility_threshold
+        sfm = track_sfm(tracks.xy, tracks.visible, Kp, static, ba_iters=cfg.sfm_ba_iters,
+                        huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks)
+        masks = motion.masks
+        items = []
+        for e, (i, j) in enumerate(flow.edges):
+            items.append((i, j, flow.flow_fwd[e], flow.valid_fwd[e] & ~masks[i]))
+            items.append((j, i, flow.flow_bwd[e], flow.valid_bwd[e] & ~masks[j]))
+        depth, par = multiview_depth(sfm.T_world_cam, Kp, items, T, H, W)
+        mp = max(cfg.min_parallax_deg, 1e-3)
+        good = np.isfinite(depth) & (par >= mp)
+        out = np.empty((T, H, W), np.float32)
+        for t in range(T):
+            if good[t].sum() < 16:
+                raise InputError(f"frame {t}: no pixel with enough parallax for multi-view depth")
+            logz = np.where(good[t], np.log(np.where(good[t], depth[t], 1.0)), 0.0).astype(np.float32)
+            filled = fill_log_depth(logz, good[t].astype(np.float32))
+            out[t] = np.exp(np.where(good[t], logz, filled))
+        conf = np.clip(np.where(np.isfinite(depth), par, 0.0) / (3.0 * mp), 0.0, 1.0).astype(np.float32)
+        T0 = sfm.T_world_cam.copy()
+        if warm is not None and warm_frames:
+            ratios = []
+            for k, t in enumerate(warm_frames):
+                wd = np.asarray(warm.depth[k], np.float64)
+                ok = good[t] & np.isfinite(wd) & (wd > 0) & ~masks[t]
+                if ok.sum() >= 16:
+                    ratios.append(wd[ok] / out[t][ok])
+            wT = np.asarray(warm.T_world_cam, np.float64)
+            b_w = np.linalg.norm(wT[-1, :3, 3] - wT[0, :3, 3])
+            b_m = np.linalg.norm(T0[warm_frames[-1], :3, 3] - T0[warm_frames[0], :3, 3])
+            if len(warm_frames) >= 2 and b_m > 1e-9 and b_w > 1e-9:
+                sc = float(b_w / b_m)  # the overlap's camera baseline carries the scale
+            elif ratios:
+                sc = float(np.median(np.concatenate(ratios)))
+            else:
+                raise InputError("warm start and the new window share no reliable depth")
+            out *= sc
+            T0[:, :3, 3] *= sc
+            G = np.asarray(warm.T_world_cam[0], np.float64) @ np.linalg.inv(T0[warm_frames[0]])
+            T0 = G @ T0
+            for k, t in enumerate(warm_frames):
+                T0[t] = warm.T_world_cam[k]
+        log.debug("tracks init: BA rms %.3f px, %d inlier tracks", sfm.rms_px, int(sfm.inlier.sum()))
+        return T0, out, conf
+
     # ------------------------------------------------------------------ optimisation
     def _optimise(self, images, K, tracks, warm, flow, pw, motion, on_iteration, use_cma, use_cts, use_pts):
         cfg = self.cfg.optim
         dev = self.device
         T, H, W = images.shape[:3]
-        h = max(8, int(round(H * cfg.resolution_scale)))
-        w = max(8, int(round(W * cfg.resolution_scale)))
+        # optimisation resolution, never below ~36 px on the short side (tiny windows keep some detail)
+        rs = max(float(cfg.resolution_scale), min(1.0, 36.0 / min(H, W)))
+        h = max(8, int(round(H * rs)))
+        w = max(8, int(round(W * rs)))
         sx, sy = w / W, h / H
         # ---- sanitise and downsample the pairwise pointmaps
         directed = [tuple(map(int, e)) for e in pw.edges]
@@ -330,8 +504,28 @@ class WindowProcessor:
             warm_T = np.asarray(warm.T_world_cam, np.float64)
             wd = torch.as_tensor(np.nan_to_num(np.asarray(warm.depth, np.float32), nan=0.0))
             warm_d = _area(wd[:, None], h, w)[:, 0].numpy().astype(np.float64)
-        init = initialize_window(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(), T, pp_opt, f_opt,
-                                 warm_frames, warm_T, warm_d)
+        init = None
+        init_full = conf_full = None
+        self.last_init = "pointmaps"
+        if cfg.init == "tracks" and T >= 4 and tracks.num_tracks > 0 and f_proc is not None:
+            try:
+                T0, init_full, conf_full = self._tracks_init(T, H, W, f_proc, pp_proc, tracks, flow, motion, warm,
+                                                             warm_frames)
+            except InputError as err:
+                log.info("tracks initialisation failed (%s); pointmap initialisation used", err)
+            else:
+                d_lo = _area(torch.as_tensor(init_full, dtype=torch.float32)[:, None], h, w)[:, 0].numpy()
+                d_lo = d_lo.astype(np.float64)
+                for k, t in enumerate(warm_frames):
+                    d_lo[t] = np.where(warm_d[k] > 0, warm_d[k], d_lo[t])
+                es, eR, et = fit_edge_similarities(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(),
+                                                   d_lo, T0, f_opt, pp_opt)
+                init = InitResult(depth=d_lo, T_world_cam=T0, focal=f_opt, edge_scale=es, edge_R=eR, edge_t=et,
+                                  own_edge=np.zeros(T, np.int64), own_scale=np.ones(T))
+                self.last_init = "tracks"
+        if init is None:
+            init = initialize_window(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(), T, pp_opt, f_opt,
+                                     warm_frames, warm_T, warm_d)
         state = WindowState(init.depth, init.T_world_cam, init.focal, pp_opt, directed, init.edge_scale,
                             init.edge_R, init.edge_t, fixed_frames=warm_frames or (0,),
                             shared_focal=cfg.shared_focal,
@@ -368,6 +562,10 @@ class WindowProcessor:
             flow_static=(torch.stack(sts) if sts else torch.zeros(0, h, w, dtype=torch.bool)).to(dev),
             track_uv=uv.to(dev) if n_tr else torch.zeros(T, 0, 2, device=dev),
             track_valid=tv.to(dev) if n_tr else torch.zeros(T, 0, dtype=torch.bool, device=dev))
+        if self.last_init == "tracks":
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, pose_lr_scale=cfg.tracks_pose_lr_scale)
         report = solve_window(state, problem, cfg, on_iteration, use_cma=use_cma, use_cts=use_cts, use_pts=use_pts)
         t_lift = time.perf_counter()
         # ---- outputs at processing resolution
@@ -378,9 +576,16 @@ class WindowProcessor:
             d_up = Fnn.interpolate(d_opt[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
             poses = state.poses().cpu().double().numpy()
             f_out = (state.focals().cpu().double().numpy()) / sx
-        own_z = pts_i[init.own_edge, ..., 2] * torch.as_tensor(init.own_scale, dtype=torch.float32)[:, None, None]
-        own_ok = ok_i[init.own_edge]
-        base = torch.where(own_ok, own_z, d_up / ratio_full.clamp_min(1e-6))
+        if init_full is not None:
+            base = torch.as_tensor(init_full, dtype=torch.float32)
+            own_ok = torch.isfinite(base) & (base > 0)
+        elif pts_i.shape[1:3] == (H, W):
+            own_z = pts_i[init.own_edge, ..., 2] * torch.as_tensor(init.own_scale, dtype=torch.float32)[:, None, None]
+            own_ok = ok_i[init.own_edge]
+            base = torch.where(own_ok, own_z, d_up / ratio_full.clamp_min(1e-6))
+        else:
+            base = d_up / ratio_full.clamp_min(1e-6)
+            own_ok = torch.ones(T, H, W, dtype=torch.bool)
         for k, t in enumerate(warm_frames):
             wdt = torch.as_tensor(np.asarray(warm.depth[k], np.float32))
             base[t] = torch.where(torch.isfinite(wdt) & (wdt > 0), wdt, base[t])
@@ -392,8 +597,15 @@ class WindowProcessor:
         Ks[:, 0, 2], Ks[:, 1, 2] = pp_proc
         if K is not None:
             Ks[:] = K
-        conf_own = ci[init.own_edge].numpy()
-        confidence = np.where(own_ok.numpy(), 1.0 - 1.0 / np.maximum(conf_own, 1.0), 0.0).astype(np.float32)
+        if conf_full is not None:
+            confidence = conf_full
+        else:
+            conf_own = ci[init.own_edge]
+            if conf_own.shape[1:] != (H, W):
+                conf_own = Fnn.interpolate(conf_own[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+                own_ok = torch.ones(T, H, W, dtype=torch.bool)
+            conf_own = conf_own.numpy()
+            confidence = np.where(own_ok.numpy(), 1.0 - 1.0 / np.maximum(conf_own, 1.0), 0.0).astype(np.float32)
         if n_tr:
             X = torch.as_tensor(_world_points(np.nan_to_num(depth, nan=0.0), Ks, poses), dtype=torch.float32)
             from .optim.losses import lift_tracks

@@ -69,7 +69,7 @@ def test_window_on_ground_truth_inputs(setup):
 
 def test_known_K_and_warm_start(setup):
     sc, flow, pw = setup
-    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0"])
+    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0", "optim.init=pointmaps"])
     proc = WindowProcessor(cfg)
     first = proc.process(sc.images, sc.K, sc.tracks, flow=flow, pointmaps=pw)
     assert np.allclose(first.K, sc.K)
@@ -145,7 +145,7 @@ def test_nan_term_rolls_back_and_raises(setup, monkeypatch):
         return out * float("nan") if calls["n"] > 12 else out
 
     monkeypatch.setattr(L, "cts_loss", flaky)
-    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0"])
+    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0", "optim.init=pointmaps"])
     with pytest.raises(OptimizationError) as err:
         WindowProcessor(cfg).process(sc.images, sc.K, None, flow=flow, pointmaps=pw)
     assert err.value.term == "cts"

@@ -168,6 +168,28 @@ def initialize_window(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.ndarr
     pos = depth[depth > 0]
     fill = float(np.median(pos)) if pos.size else 1.0
     depth = np.where(np.isfinite(depth) & (depth > 1e-6), depth, fill)
+    edge_scale, edge_R, edge_t = fit_edge_similarities(edges, pts_i, pts_j, conf_i, conf_j, depth, T_world_cam,
+                                                       focal, pp, max_points)
+    return InitResult(depth=depth, T_world_cam=T_world_cam, focal=float(focal), edge_scale=edge_scale,
+                      edge_R=edge_R, edge_t=edge_t, own_edge=own_edge, own_scale=own_scale)
+
+
+def fit_edge_similarities(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.ndarray, conf_i: np.ndarray,
+                          conf_j: np.ndarray, depth: np.ndarray, T_world_cam: np.ndarray, focal: float,
+                          pp: Sequence[float], max_points: int = 3000
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-edge similarity ``(scale E, R E 3 3, t E 3)`` mapping each edge's pointmaps onto the world pointmaps.
+
+    Args:
+        edges: ``E`` directed edges; pts_i, pts_j: ``E h w 3``; conf_i, conf_j: ``E h w`` weights.
+        depth: ``T h w``; T_world_cam: ``T 4 4``; focal, pp: intrinsics at this resolution.
+    """
+    E, h, w, _ = pts_i.shape
+    sub = _subsample(h * w, max_points)
+
+    def flat(a):
+        return a.reshape(-1, a.shape[-1])[sub] if a.ndim == 3 else a.reshape(-1)[sub]
+
     rays = pixel_rays(h, w, focal, pp)
     Xw = np.einsum("thwc,tdc->thwd", rays[None] * depth[..., None], T_world_cam[:, :3, :3]) + \
         T_world_cam[:, None, None, :3, 3]
@@ -177,7 +199,6 @@ def initialize_window(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.ndarr
     for e, (i, j) in enumerate(edges):
         src = np.concatenate([flat(pts_i[e]), flat(pts_j[e])])
         dst = np.concatenate([flat(Xw[i]), flat(Xw[j])])
-        wt = np.concatenate([flat(conf_i[e]), flat(conf_j[e])])
+        wt = np.concatenate([flat(conf_i[e]), flat(conf_j[e])]) + 1e-6
         edge_scale[e], edge_R[e], edge_t[e] = weighted_umeyama(src, dst, wt)
-    return InitResult(depth=depth, T_world_cam=T_world_cam, focal=float(focal), edge_scale=edge_scale,
-                      edge_R=edge_R, edge_t=edge_t, own_edge=own_edge, own_scale=own_scale)
+    return edge_scale, edge_R, edge_t

@@ -258,7 +258,12 @@ class Reconstructor:
         self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
         overlap = [i for i in indices if i in self._world]
         warm = self._warm_start(indices, overlap)
-        sol = self._processor.process(images, K, tracks, warm_start=warm)
+        if not hasattr(self, "_accepts_ids"):
+            import inspect
+
+            self._accepts_ids = "frame_ids" in inspect.signature(self._processor.process).parameters
+        extra = {"frame_ids": indices} if self._accepts_ids else {}
+        sol = self._processor.process(images, K, tracks, warm_start=warm, **extra)
         for stage, seconds in getattr(sol, "timings", {}).items():  # WindowSolution.timings are in seconds
             self._stats.add_stage(stage, seconds * 1e3)
 

@@ -1,0 +1,265 @@
+"""Geometric initialisation of a window from its correspondences: camera poses from the static 2D tracks
+(incremental two-view + PnP, then a sparse bundle adjustment) and dense depth from multi-view triangulation of the
+optical flow with those poses.
+
+This replaces the pointmap spanning tree when the pairwise pointmaps come from short baselines (the weight-free
+geometric backend), where Procrustes chaining of noisy two-view depth drifts. The C4D objectives then refine the
+result (see :mod:`c4d_core.window`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import lil_matrix
+from scipy.spatial.transform import Rotation
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrackSfM", "track_sfm", "multiview_depth"]
+
+_MIN_POINTS = 12
+
+
+@dataclass
+class TrackSfM:
+    """Camera poses from static tracks.
+
+    Attributes:
+        T_world_cam: ``T 4 4`` poses, world = camera of frame 0 (arbitrary scale: median depth of frame 0 = 1).
+        points: ``N 3`` world points of the tracks (NaN where not triangulated).
+        inlier: ``N`` bool, tracks used by the final bundle adjustment.
+        rms_px: reprojection RMS (pixels) over the inlier observations.
+    """
+
+    T_world_cam: np.ndarray
+    points: np.ndarray
+    inlier: np.ndarray
+    rms_px: float
+
+
+def _proj(K: np.ndarray, R: np.ndarray, t: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points ``N 3`` with ``T_cam_world = (R, t)``; returns ``(uv N 2, z N)``."""
+    Xc = X @ R.T + t
+    z = Xc[:, 2]
+    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    return np.stack([K[0, 0] * Xc[:, 0] / zs + K[0, 2], K[1, 1] * Xc[:, 1] / zs + K[1, 2]], 1), z
+
+
+def _triangulate(K, P_a, P_b, uv_a, uv_b):
+    """DLT triangulation of ``N`` points from two ``3 4`` camera matrices ``[R|t]`` (world -> cam)."""
+    X = cv2.triangulatePoints(K @ P_a, K @ P_b, uv_a.T.astype(np.float64), uv_b.T.astype(np.float64))
+    return (X[:3] / np.where(np.abs(X[3]) < 1e-12, 1e-12, X[3])).T
+
+
+def _angle_ok(Rt: list, a: int, b: int, X: np.ndarray, min_deg: float) -> np.ndarray:
+    ca = -Rt[a][0].T @ Rt[a][1]
+    cb = -Rt[b][0].T @ Rt[b][1]
+    va = X - ca
+    vb = X - cb
+    cos = np.sum(va * vb, 1) / np.maximum(np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1), 1e-12)
+    return np.degrees(np.arccos(np.clip(cos, -1, 1))) >= min_deg
+
+
+def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional[np.ndarray] = None,
+              min_parallax_px: float = 6.0, ba_iters: int = 15, huber_px: float = 1.0,
+              max_tracks: int = 400) -> TrackSfM:
+    """Poses of a window's frames from static 2D tracks.
+
+    Incremental: the first frame and the nearest frame with enough parallax fix the geometry (essential matrix),
+    the other frames are registered by PnP in order of distance and new tracks triangulated as they become
+    observable; then a sparse bundle adjustment (Huber, ``huber_px``) over poses and points, frame 0 fixed.
+
+    Args:
+        uv: ``T N 2`` track positions; valid: ``T N`` visibility; K: ``3 3``.
+        static: ``N`` bool, tracks that may be used (all when None).
+        min_parallax_px: median displacement that makes the initial pair usable.
+        max_tracks: most tracks used (the longest ones).
+    Returns:
+        :class:`TrackSfM`. Raises :class:`InputError` when a frame cannot be registered.
+    """
+    T, N = valid.shape
+    uv = np.asarray(uv, np.float64)
+    ok = np.asarray(valid, bool) & np.isfinite(uv).all(-1)
+    use = ok.sum(0) >= 2
+    if static is not None:
+        use &= np.asarray(static, bool)
+    idx = np.flatnonzero(use)
+    if len(idx) > max_tracks:
+        idx = idx[np.argsort(-ok[:, idx].sum(0), kind="stable")[:max_tracks]]
+    uv, ok = uv[:, idx], ok[:, idx]
+    n = len(idx)
+    if n < _MIN_POINTS:
+        raise InputError(f"track SfM: only {n} usable static tracks")
+    Kinv = np.linalg.inv(K)
+    # ---- initial pair: frame 0 and the farthest frame that still shares half of its tracks (widest baseline)
+    best = None
+    n0 = int(ok[0].sum())
+    for k in range(1, T):
+        both = ok[0] & ok[k]
+        if both.sum() < max(3 * _MIN_POINTS, n0 // 2):
+            break
+        best = k
+    if best is None:
+        raise InputError("track SfM: frame 0 shares too few tracks with frame 1")
+    both = ok[0] & ok[best]
+    E, emask = cv2.findEssentialMat(uv[0, both], uv[best, both], K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    if E is None or E.shape[0] < 3:
+        raise InputError("track SfM: essential matrix fit failed")
+    _, R, t, pmask = cv2.recoverPose(E[:3], uv[0, both], uv[best, both], K, mask=emask.copy())
+    Rt: list = [None] * T
+    Rt[0] = (np.eye(3), np.zeros(3))
+    Rt[best] = (R, t.ravel())
+    X = np.full((n, 3), np.nan)
+    tri = np.zeros(n, bool)
+
+    def triangulate_new() -> None:
+        reg = [k for k in range(T) if Rt[k] is not None]
+        for m in np.flatnonzero(~tri):
+            fr = [k for k in reg if ok[k, m]]
+            if len(fr) < 2:
+                continue
+            a, b = fr[0], fr[-1]
+            Pa = np.hstack([Rt[a][0], Rt[a][1][:, None]])
+            Pb = np.hstack([Rt[b][0], Rt[b][1][:, None]])
+            Xm = _triangulate(K, Pa, Pb, uv[a, m][None], uv[b, m][None])[0]
+            if not np.isfinite(Xm).all() or not _angle_ok(Rt, a, b, Xm[None], 0.3)[0]:
+                continue
+            _, za = _proj(K, *Rt[a], Xm[None])
+            _, zb = _proj(K, *Rt[b], Xm[None])
+            if za[0] <= 0 or zb[0] <= 0:
+                continue
+            X[m] = Xm
+            tri[m] = True
+
+    triangulate_new()
+    log.debug("track SfM: initial pair (0, %d), %d tracks triangulated", best, int(tri.sum()))
+    order = sorted([k for k in range(T) if Rt[k] is None], key=lambda k: min(abs(k - r) for r in (0, best)))
+    pending = list(order)
+    while pending:
+        reg = [k for k in range(T) if Rt[k] is not None]
+        k = min(pending, key=lambda q: min(abs(q - r) for r in reg))
+        pending.remove(k)
+        sel = tri & ok[k]
+        if sel.sum() < 6:
+            raise InputError(f"track SfM: frame {k} sees only {int(sel.sum())} triangulated tracks")
+        near = min(reg, key=lambda r: abs(r - k))
+        rv0, _ = cv2.Rodrigues(Rt[near][0])
+        okp, rvec, tvec, inl = cv2.solvePnPRansac(X[sel], uv[k, sel], K, None, rv0.copy(),
+                                                  Rt[near][1].reshape(3, 1).copy(), useExtrinsicGuess=True,
+                                                  reprojectionError=2.0, iterationsCount=100,
+                                                  flags=cv2.SOLVEPNP_ITERATIVE)
+        if not okp or inl is None or len(inl) < 6:
+            raise InputError(f"track SfM: PnP failed for frame {k}")
+        Rk, _ = cv2.Rodrigues(rvec)
+        Rt[k] = (Rk, tvec.ravel())
+        triangulate_new()
+    # ---- bundle adjustment (frame 0 fixed)
+    obs_f, obs_p = np.nonzero(ok & tri[None, :])
+    pts_idx = np.flatnonzero(tri)
+    pmap = -np.ones(n, np.int64)
+    pmap[pts_idx] = np.arange(len(pts_idx))
+    obs_q = pmap[obs_p]
+    obs_uv = uv[obs_f, obs_p]
+    nf = T - 1
+    x0 = np.concatenate([np.concatenate([Rotation.from_matrix(Rt[k][0]).as_rotvec(), Rt[k][1]])
+                         for k in range(1, T)] + [X[pts_idx].ravel()])
+
+    def unpack(x):
+        cam = x[:6 * nf].reshape(nf, 6)
+        R = np.concatenate([np.eye(3)[None], Rotation.from_rotvec(cam[:, :3]).as_matrix()])
+        tt = np.concatenate([np.zeros((1, 3)), cam[:, 3:]])
+        return R, tt, x[6 * nf:].reshape(-1, 3)
+
+    def resid(x):
+        R, tt, P = unpack(x)
+        Xc = np.einsum("oij,oj->oi", R[obs_f], P[obs_q]) + tt[obs_f]
+        z = np.maximum(Xc[:, 2], 1e-6)
+        u = K[0, 0] * Xc[:, 0] / z + K[0, 2]
+        v = K[1, 1] * Xc[:, 1] / z + K[1, 2]
+        return np.stack([u - obs_uv[:, 0], v - obs_uv[:, 1]], 1).ravel()
+
+    m_obs = len(obs_f)
+    A = lil_matrix((2 * m_obs, x0.size), dtype=np.int8)
+    rows = np.arange(m_obs)
+    for c in range(2):
+        for d in range(6):
+            sel = obs_f > 0
+            A[2 * rows[sel] + c, 6 * (obs_f[sel] - 1) + d] = 1
+        for d in range(3):
+            A[2 * rows + c, 6 * nf + 3 * obs_q + d] = 1
+    try:
+        res = least_squares(resid, x0, jac_sparsity=A, loss="huber", f_scale=huber_px, max_nfev=ba_iters,
+                            method="trf", x_scale="jac", tr_solver="lsmr")
+        x = res.x
+    except (ValueError, np.linalg.LinAlgError) as err:
+        log.debug("bundle adjustment failed (%s); PnP poses kept", err)
+        x = x0
+    R, tt, P = unpack(x)
+    r = resid(x).reshape(-1, 2)
+    err = np.linalg.norm(r, axis=1)
+    inl_obs = err < 3.0 * huber_px
+    rms = float(np.sqrt(np.mean(err[inl_obs] ** 2))) if inl_obs.any() else float("inf")
+    # scale gauge: median depth of frame 0's points = 1
+    z0 = (P @ R[0].T + tt[0])[:, 2]
+    zpos = z0[z0 > 0]
+    s = 1.0 / float(np.median(zpos)) if zpos.size else 1.0
+    T_wc = np.tile(np.eye(4), (T, 1, 1))
+    for k in range(T):
+        T_wc[k, :3, :3] = R[k].T
+        T_wc[k, :3, 3] = -R[k].T @ tt[k] * s
+    pts = np.full((N, 3), np.nan)
+    pts[idx[pts_idx]] = P * s
+    inlier = np.zeros(N, bool)
+    good_pts = np.bincount(obs_q, weights=inl_obs.astype(float), minlength=len(pts_idx)) >= 2
+    inlier[idx[pts_idx[good_pts]]] = True
+    return TrackSfM(T_world_cam=T_wc, points=pts, inlier=inlier, rms_px=rms)
+
+
+def multiview_depth(T_world_cam: np.ndarray, K: np.ndarray, flows: Sequence[tuple[int, int, np.ndarray, np.ndarray]],
+                    num_frames: int, height: int, width: int, min_parallax_deg: float = 0.5
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Dense depth of every frame by least-squares triangulation of its optical flow to the other frames.
+
+    For a pixel with ray ``r`` of frame ``s`` and its flow target ``(u', v')`` in frame ``d``, the depth ``z``
+    satisfies ``z A = B`` per image axis (linearised projection); the depth is ``sum w A B / sum w A^2`` over all
+    flows leaving the frame, ``w`` = the validity mask.
+
+    Args:
+        T_world_cam: ``T 4 4``; K: ``3 3``.
+        flows: ``(src, dst, flow 2 H W, weight H W)`` items (weight 0 for invalid / dynamic pixels).
+    Returns:
+        ``(depth T H W, parallax T H W)``: depth NaN where nothing constrains it; ``parallax`` = the weighted
+        triangulation angles (degrees) accumulated in quadrature.
+    """
+    T, H, W = num_frames, height, width
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    num = np.zeros((T, H, W))
+    den = np.zeros((T, H, W))
+    for s, d, fl, wt in flows:
+        T_d_s = np.linalg.inv(T_world_cam[d]) @ T_world_cam[s]
+        R, t = T_d_s[:3, :3], T_d_s[:3, 3]
+        Rr = ray @ R.T  # H W 3
+        ax = (u + fl[0] - K[0, 2]) / K[0, 0]
+        ay = (v + fl[1] - K[1, 2]) / K[1, 1]
+        Ax = Rr[..., 0] - ax * Rr[..., 2]
+        Bx = ax * t[2] - t[0]
+        Ay = Rr[..., 1] - ay * Rr[..., 2]
+        By = ay * t[2] - t[1]
+        w = np.asarray(wt, np.float64)
+        num[s] += w * (Ax * Bx + Ay * By)
+        den[s] += w * (Ax * Ax + Ay * Ay)
+        # |(Ax, Ay)| is the angle (normalised coordinates) between the observed and the rotation-only ray: the
+        # parallax of the flow
+    z = num / np.maximum(den, 1e-18)
+    depth = np.where((den > 1e-12) & (z > 0), z, np.nan)
+    strength = np.where(np.isfinite(depth), np.degrees(np.sqrt(den)), 0.0)
+    return depth.astype(np.float32), strength.astype(np.float32)

@@ -1,0 +1,84 @@
+"""Real front end (DIS flow, KLT tracks, geometric pointmaps) through the window solver and the streaming engine,
+on small synthetic scenes with exact ground truth (bounds from measurement, with margin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from c4d_core import C4DConfig, Frame, Reconstructor
+from c4d_core.optim._lie import weighted_umeyama
+from c4d_core.window import WindowProcessor
+
+
+def _ate_rpe(T_est, T_gt):
+    c_est, c_gt = T_est[:, :3, 3], T_gt[:, :3, 3]
+    s, R, t = weighted_umeyama(c_est, c_gt)
+    ate = np.sqrt(np.mean(np.sum((s * c_est @ R.T + t - c_gt) ** 2, 1)))
+    length = np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum()
+    rel = []
+    for k in range(len(c_gt) - 1):
+        Re = T_est[k, :3, :3].T @ T_est[k + 1, :3, :3]
+        Rg = T_gt[k, :3, :3].T @ T_gt[k + 1, :3, :3]
+        rel.append(np.degrees(np.arccos(np.clip((np.trace(Re.T @ Rg) - 1) / 2, -1, 1))))
+    return ate / length, float(np.mean(rel))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from c4d_core.synthetic import SceneSpec, render_scene
+
+    torch.set_num_threads(1)
+    return render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=24, width=128, height=96,
+                                  num_movers=2, seed=0))
+
+
+def test_real_front_end_window(scene):
+    from c4d_core.correspondence import make_point_tracker
+
+    T = 8
+    cfg = C4DConfig().with_overrides(["runtime.device=cpu"])
+    tracker = make_point_tracker(cfg.tracker)
+    for t in range(T):
+        tracker.add_frame(t, scene.images[t])
+    tracks = tracker.get_tracks(list(range(T)))
+    proc = WindowProcessor(cfg)
+    sol = proc.process(scene.images[:T], scene.K, tracks, frame_ids=list(range(T)))
+    print('window', proc.last_init, _ate_rpe(sol.T_world_cam, scene.T_world_cam[:T]))
+    assert proc.last_init == "tracks"
+    ate, rpe = _ate_rpe(sol.T_world_cam, scene.T_world_cam[:T])
+    assert ate < ATE_WINDOW and rpe < 0.3, (ate, rpe)
+    st = ~np.asarray(scene.dynamic_mask[:T], bool) & np.isfinite(sol.depth)
+    d = sol.depth * np.median(scene.depth[:T][st] / sol.depth[st])
+    absrel = float(np.mean(np.abs(d[st] - scene.depth[:T][st]) / scene.depth[:T][st]))
+    assert absrel < ABSREL_WINDOW, absrel
+    # the pair cache: a second call on the shifted window reuses the shared pairs (same result for them)
+    sol2 = proc.process(scene.images[4:4 + T], scene.K, None, frame_ids=list(range(4, 4 + T)))
+    assert sol2.timings["flow"] < sol.timings["flow"] + 1.0
+
+
+def test_real_engine_stream(scene):
+    cfg = C4DConfig().with_overrides(["runtime.device=cpu", "stream.width=128", "stream.height=96",
+                                      "stream.mode=offline"])
+    eng = Reconstructor(cfg)
+    est = {}
+    for k in range(len(scene.images)):
+        r = eng.push(Frame(image=scene.images[k], stamp_ns=1_000_000_000 + k * 33_333_333, K=scene.K))
+        if r is not None:
+            assert r.valid, r.info
+            est.update({s: T for s, T in zip(r.stamps_ns, r.T_world_cam)})
+    r = eng.flush()
+    if r is not None:
+        est.update({s: T for s, T in zip(r.stamps_ns, r.T_world_cam)})
+    assert len(est) == len(scene.images)
+    T_est = np.stack([est[s] for s in sorted(est)])
+    ate, rpe = _ate_rpe(T_est, scene.T_world_cam)
+    assert ate < ATE_STREAM and rpe < 0.5, (ate, rpe)
+    steps = np.linalg.norm(np.diff(T_est[:, :3, 3], axis=0), axis=1)
+    assert steps.max() < 3.0 * np.median(steps)  # continuous across window boundaries (no jumps)
+
+
+ATE_WINDOW = 0.06  # measured 0.037
+ABSREL_WINDOW = 0.45  # measured 0.34 (128x96, 8 frames, 2 cm baseline per frame)
+ATE_STREAM = 0.1
