@@ -108,6 +108,7 @@ class PairModel:
         matrix: ``3 3`` model mapping frame i to frame j (``x_j^T F x_i = 0`` or ``x_j ~ H x_i``), None for "none".
         num_static: static correspondences the fit used.
         reason: why the pair fell back (empty when it did not).
+        threshold_px: the pair's residual threshold in pixels (adaptive: from the static residuals' median and MAD).
     """
 
     edge: tuple
@@ -115,6 +116,7 @@ class PairModel:
     matrix: Optional[np.ndarray]
     num_static: int
     reason: str = ""
+    threshold_px: float = 0.0
 
     def reversed(self) -> "PairModel":
         """The model of edge ``(j, i)``."""
@@ -124,7 +126,8 @@ class PairModel:
             m = self.matrix.T.copy()
         else:
             m = np.linalg.inv(self.matrix)
-        return PairModel((self.edge[1], self.edge[0]), self.kind, m, self.num_static, self.reason)
+        return PairModel((self.edge[1], self.edge[0]), self.kind, m, self.num_static, self.reason,
+                         self.threshold_px)
 
 
 def model_residual_px(model: PairModel, uv_i: np.ndarray, uv_j: np.ndarray) -> np.ndarray:
@@ -136,45 +139,72 @@ def model_residual_px(model: PairModel, uv_i: np.ndarray, uv_j: np.ndarray) -> n
     return np.full(uv_i.shape[:-1], np.nan, np.float32)
 
 
+def robust_threshold_px(residual_px: np.ndarray, cfg: MotionConfig, cap_px: float, floor_px: float) -> float:
+    """Adaptive threshold ``median + k * 1.4826 * MAD`` of static residuals, clipped to ``[floor_px, cap_px]``.
+
+    Args:
+        residual_px: ``M`` residuals (pixels) of the static correspondences under the pair's model.
+        cap_px: the fixed threshold (returned as is in ``fixed`` mode or without residuals).
+        floor_px: the smallest threshold allowed.
+    """
+    r = np.asarray(residual_px, np.float64)
+    r = r[np.isfinite(r)]
+    if cfg.threshold_mode == "fixed" or len(r) < 8:
+        return float(cap_px)
+    med = float(np.median(r))
+    sigma = 1.4826 * float(np.median(np.abs(r - med)))
+    return float(np.clip(med + cfg.threshold_mad_k * sigma, floor_px, max(cap_px, floor_px)))
+
+
 def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg: MotionConfig,
-                   edge: tuple = (0, 1)) -> PairModel:
+                   edge: tuple = (0, 1), floor_px: Optional[float] = None) -> PairModel:
     """Fit the two-view model of an edge to static correspondences.
 
     A fundamental matrix is fitted by LMedS; a homography (LMedS) replaces it when the median parallax is below
-    ``cfg.min_translation_px`` or when it leaves no more correspondences above the threshold than F does (degenerate
-    geometry for F: static camera, pure rotation, planar scene).
+    ``cfg.min_translation_px`` or when it leaves no more correspondences above F's noise level than F does
+    (degenerate geometry for F: static camera, pure rotation, planar scene). The pair's threshold
+    (:func:`robust_threshold_px`) comes from the residuals of the correspondences under the chosen model.
 
     Args:
         uv_i, uv_j: ``M 2`` static correspondences.
-        threshold_px: the pixel threshold used for the masks (decides whether H explains the data).
+        threshold_px: the fixed threshold / cap of the adaptive one (pixels).
+        floor_px: the adaptive threshold's floor (default ``cfg.min_threshold_px``, unscaled).
     """
     uv_i = np.asarray(uv_i, np.float64).reshape(-1, 2)
     uv_j = np.asarray(uv_j, np.float64).reshape(-1, 2)
+    floor_px = float(cfg.min_threshold_px if floor_px is None else floor_px)
     n = len(uv_i)
     if n < 8:
-        return PairModel(edge, "none", None, n, f"only {n} static correspondences")
+        return PairModel(edge, "none", None, n, f"only {n} static correspondences", float(threshold_px))
+
+    def done(kind, M, reason=""):
+        r = model_residual_px(PairModel(edge, kind, M, n), uv_i, uv_j)
+        return PairModel(edge, kind, M, n, reason, robust_threshold_px(r, cfg, threshold_px, floor_px))
+
     parallax = float(np.median(np.linalg.norm(uv_j - uv_i, axis=1)))
     Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.LMEDS)
     if Hm is not None and not np.all(np.isfinite(Hm)):
         Hm = None
     if Hm is not None and parallax < cfg.min_translation_px:
         log.debug("edge %s: small parallax (%.2f px): homography model", edge, parallax)
-        return PairModel(edge, "H", Hm, n, "small parallax")
+        return done("H", Hm, "small parallax")
     Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_LMEDS)
     if Fm is None or Fm.shape != (3, 3) or not np.all(np.isfinite(Fm)):
         if Hm is not None:
             log.info("edge %s: fundamental-matrix fit failed; homography model used", edge)
-            return PairModel(edge, "H", Hm, n, "F fit failed")
+            return done("H", Hm, "F fit failed")
         log.info("edge %s: no two-view model fits %d correspondences; pair gives no evidence", edge, n)
-        return PairModel(edge, "none", None, n, "F and H fits failed")
+        return PairModel(edge, "none", None, n, "F and H fits failed", float(threshold_px))
     if Hm is not None:
-        out_h = float(np.mean(_homography_error(Hm, uv_i, uv_j) > threshold_px))
-        out_f = float(np.mean(sampson_distance(Fm, uv_i, uv_j) > threshold_px))
+        r_f = sampson_distance(Fm, uv_i, uv_j)
+        noise = robust_threshold_px(r_f, cfg, threshold_px, floor_px)
+        out_h = float(np.mean(_homography_error(Hm, uv_i, uv_j) > noise))
+        out_f = float(np.mean(r_f > noise))
         if out_h <= out_f + 0.01:
             log.debug("edge %s: homography explains the static set as well as F (%.3f vs %.3f outliers): "
                       "degenerate geometry, homography model", edge, out_h, out_f)
-            return PairModel(edge, "H", Hm, n, "homography explains the static set")
-    return PairModel(edge, "F", Fm, n)
+            return done("H", Hm, "homography explains the static set")
+    return done("F", Fm)
 
 
 @dataclass
@@ -187,7 +217,7 @@ class MotionResult:
         residual_px: ``T H W`` float32, the largest model residual over the frame's edges (0 without evidence).
         models: one :class:`PairModel` per edge of the flow (i -> j).
         mobility: ``T N`` float32 geometric mobility of the tracks (None when there were no tracks).
-        threshold_px: the threshold used.
+        threshold_px: the threshold used (median over the pairs in adaptive mode).
     """
 
     masks: np.ndarray
@@ -235,12 +265,40 @@ def _clean_mask(mask: np.ndarray, min_region_px: int, dilate_px: int) -> np.ndar
     return out.astype(bool)
 
 
-def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], threshold_px: float) -> np.ndarray:
+def guided_refine(mask: np.ndarray, image: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Snap a binary mask to the image's edges: guided filter (grey guide) of the mask, thresholded at 0.5.
+
+    Args:
+        mask: ``H W`` bool.
+        image: ``H W 3`` uint8 RGB (or ``H W`` grey).
+        radius: box radius in pixels; eps: regulariser on grey levels in [0, 1].
+    Returns:
+        ``H W`` bool.
+    """
+    if radius <= 0 or not mask.any():
+        return mask.astype(bool)
+    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    guide = grey.astype(np.float32) / 255.0
+    p = mask.astype(np.float32)
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x):
+        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
+
+    m_g, m_p = box(guide), box(p)
+    a = (box(guide * p) - m_g * m_p) / (box(guide * guide) - m_g * m_g + eps)
+    b = m_p - a * m_g
+    return (box(a) * guide + box(b)) > 0.5
+
+
+def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], threshold_px: float,
+                            cfg: Optional[MotionConfig] = None) -> np.ndarray:
     """Geometric mobility of every track from the epipolar (or homography) residual of its own positions.
 
     For each edge with a model and each track visible in both frames, the residual ``r`` gives the per-frame
     probability ``1 - 2^-(r/thr)^2`` (0.5 at the threshold); a frame takes the largest value over its edges;
-    frames without evidence take the track's 90th percentile over its frames (0 when it has none).
+    frames without evidence take the track's 90th percentile over its frames (0 when it has none). The threshold
+    is the larger of ``threshold_px`` and the pair's own (``cfg`` is accepted for future use).
 
     Returns:
         ``T N`` float32 in [0, 1].
@@ -256,7 +314,9 @@ def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], thresho
         if not both.any():
             continue
         r = model_residual_px(m, tracks.xy[i][both], tracks.xy[j][both])
-        p = 1.0 - np.power(2.0, -np.square(r / max(threshold_px, 1e-6)))
+        # tracker noise differs from flow noise: mobility keeps the fixed threshold (or the pair's, if larger)
+        thr = max(m.threshold_px, threshold_px)
+        p = 1.0 - np.power(2.0, -np.square(r / max(thr, 1e-6)))
         for t in (i, j):
             cur = per[t, both]
             per[t, both] = np.where(np.isnan(cur), p, np.fmax(cur, p))
@@ -268,7 +328,7 @@ def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], thresho
 
 
 def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks: Optional[Tracks] = None,
-                   ) -> MotionResult:
+                   images: Optional[np.ndarray] = None) -> MotionResult:
     """Correspondence-guided motion masks of a window (and geometric track mobility).
 
     Args:
@@ -277,6 +337,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
         cfg: the motion section of the config.
         tracks: the window's tracks (``T N 2``). Their ``mobility`` selects the static set; without mobility every
             track is a candidate (LMedS rejects the movers) and mobility is estimated here.
+        images: ``T H W 3`` uint8 frames; when given (and ``cfg.refine_radius_px > 0``) each mask is snapped to the
+            image edges with a guided filter (DIS-style flow bleeds a few pixels over motion boundaries).
     Returns:
         :class:`MotionResult` with ``T H W`` masks.
     """
@@ -287,6 +349,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     if tracks is not None:
         check_shape("tracks.xy", tracks.xy, "T N 2", {"T": num_frames})
     thr = sampson_threshold_px(cfg, W)
+    # flow / tracker noise in pixels does not shrink below the reference width: the floor only grows with it
+    floor = float(cfg.min_threshold_px) * max(1.0, float(W) / _REFERENCE_WIDTH)
     grid_step = max(4, int(round(W / 40)))
 
     def fit_all(static: Optional[np.ndarray]) -> list[PairModel]:
@@ -294,7 +358,7 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
         for e, (i, j) in enumerate(flow.edges):
             uv_i, uv_j, source = _static_correspondences(tracks, static, i, flow.flow_fwd[e], flow.valid_fwd[e],
                                                          cfg.min_static_tracks, grid_step)
-            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j))
+            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor)
             if source != "tracks":
                 m.reason = (m.reason + "; " if m.reason else "") + "too few static tracks, flow grid used"
                 log.debug("edge %s: too few static tracks; correspondences sampled from the flow", (i, j))
@@ -308,10 +372,10 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
         models = fit_all(np.nanmax(np.where(tracks.visible, mobility, 0.0), axis=0) < cfg.mobility_threshold)
     elif have_tracks:
         models = fit_all(None)
-        mobility = estimate_track_mobility(tracks, models, thr)
+        mobility = estimate_track_mobility(tracks, models, thr, cfg)
         static = mobility.max(axis=0) < cfg.mobility_threshold
         models = fit_all(static)
-        mobility = estimate_track_mobility(tracks, models, thr)
+        mobility = estimate_track_mobility(tracks, models, thr, cfg)
     else:
         models = fit_all(None)
 
@@ -324,17 +388,31 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             log.info("edge %s gives no motion evidence (%s)", m.edge, m.reason)
             continue
         i, j = m.edge
+        if cfg.threshold_mode == "adaptive":
+            # the dense residual's own noise (flow noise on weak texture exceeds that at tracked corners);
+            # robust to movers covering less than half of the consistent pixels
+            sub = grid[::2, ::2]
+            r_fwd = model_residual_px(m, sub, sub + np.moveaxis(flow.flow_fwd[e][:, ::2, ::2], 0, -1))
+            ok = flow.valid_fwd[e][::2, ::2]
+            m.threshold_px = max(m.threshold_px, robust_threshold_px(r_fwd[ok], cfg, thr, m.threshold_px))
         for frame, fl, valid, model in ((i, flow.flow_fwd[e], flow.valid_fwd[e], m),
                                         (j, flow.flow_bwd[e], flow.valid_bwd[e], m.reversed())):
             target = grid + np.moveaxis(fl, 0, -1)
             r = model_residual_px(model, grid, target)
             r = np.where(valid & np.isfinite(r), r, 0.0)
-            raw[frame] |= r > thr
+            raw[frame] |= r > model.threshold_px
             evidence[frame] |= valid
             np.maximum(residual[frame], r, out=residual[frame])
-    masks = np.stack([_clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px) for t in range(num_frames)])
+    radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
+    if images is not None and radius > 0:
+        check_shape("images", images, "T H W 3", {"T": num_frames, "H": H, "W": W})
+        masks = np.stack([_clean_mask(guided_refine(raw[t], images[t], radius, cfg.refine_eps), cfg.min_region_px, 0)
+                          for t in range(num_frames)])
+    else:
+        masks = np.stack([_clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px) for t in range(num_frames)])
     for t in range(num_frames):
         if not evidence[t].any():
             log.info("frame %d: no usable motion evidence; its mask is empty", t)
+    used = [m.threshold_px for m in models if m.kind != "none"]
     return MotionResult(masks=masks, evidence=evidence, residual_px=residual, models=models, mobility=mobility,
-                        threshold_px=thr)
+                        threshold_px=float(np.median(used)) if used else thr)
