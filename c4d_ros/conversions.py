@@ -110,7 +110,8 @@ class MsgNamespace:
         raise NotImplementedError
 
     def f64_fixed(self, values: Iterable[float]) -> Any:
-        return np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
+        # a copy: a message must never alias the caller's array (mutating one would silently change the other)
+        return np.array(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
 
     def byte(self, value: int) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -190,10 +191,10 @@ class _RosbagsMsgs(MsgNamespace):
     def u8(self, data: np.ndarray | bytes) -> Any:
         if isinstance(data, (bytes, bytearray, memoryview)):
             return np.frombuffer(bytes(data), dtype=np.uint8).copy()
-        return np.ascontiguousarray(data).view(np.uint8).ravel()
+        return np.array(np.ascontiguousarray(data).view(np.uint8).ravel(), copy=True)  # never alias the caller
 
     def f64_seq(self, values: Iterable[float]) -> Any:
-        return np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
+        return np.array(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64).ravel()
 
     def byte(self, value: int) -> Any:
         return int(value)

@@ -25,6 +25,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
                        qos_profile_system_default)
 
 from c4d_core.errors import C4DError, ConfigError, InputError
+from c4d_core.stream.frames import scale_K
 from c4d_core.types import Frame
 
 from . import conversions as cv
@@ -286,7 +287,7 @@ class C4DNode(Node):
             if size != (w, h):
                 self._log.warning(f"camera_info is for {size[0]}x{size[1]} but images are {w}x{h}: scaling K",
                                   once=True)
-                K = np.diag([w / size[0], h / size[1], 1.0]) @ K
+                K = scale_K(K, w / size[0], h / size[1])  # pixel centres at integers, as the engine scales K
             if not self.cfg.stream.rectified and cv.Undistorter.needed(D):
                 try:
                     rgb = self._undistort(rgb, K, D, model)
@@ -362,7 +363,7 @@ class C4DNode(Node):
                 self.counters["time_resets"] += 1
                 self._log.warning(f"image stamps jumped back by {(last - stamp) * 1e-9:.2f} s (bag loop or "
                                   "restart?): resetting the reconstruction")
-                self.reset()
+                self._reset_after_time_jump()
             else:
                 self.counters["out_of_order"] += 1
                 self._log.warning(f"dropping out-of-order image (stamp {stamp} <= previous {last})",
@@ -381,6 +382,21 @@ class C4DNode(Node):
         if not self._submit(frame):
             self.counters["dropped"] += 1
             self._log.debug("engine queue full: oldest frame dropped", throttle_duration_sec=5.0)
+
+    def _reset_after_time_jump(self) -> None:
+        """Reset for a new timeline without losing the old one: the worker first reports what it has queued."""
+        engine = self.engine
+        if self._worker_mode:
+            try:
+                engine.stop(flush=True, timeout=30.0)  # publishes the old timeline's queued and buffered frames
+            except Exception as err:
+                self._log.error(f"engine stop before the reset: {err}")
+        self.reset()
+        if self._worker_mode and self.engine is engine:  # reset() kept the engine: run its worker again
+            try:
+                self._start_engine()
+            except C4DError as err:  # the old worker did not stop in time
+                self._log.error(f"engine restart after the time jump: {err}")
 
     def _start_engine(self) -> None:
         self._worker_mode = callable(getattr(self.engine, "start", None))

@@ -55,6 +55,20 @@ class WorldFrameState:
     focal: float
 
 
+def _is_out_of_memory(err: BaseException) -> bool:
+    """True for torch's CUDA/MPS out-of-memory errors (and a plain MemoryError)."""
+    if isinstance(err, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
 def _resize_stack(arr: np.ndarray, H: int, W: int, interp: int) -> np.ndarray:
     if arr.shape[1:3] == (H, W):
         return arr
@@ -82,6 +96,10 @@ class Reconstructor:
             from ..window import WindowProcessor
 
             processor = WindowProcessor(self.cfg, self.device)
+            # build the backends now: a missing or broken checkpoint is a clear ModelLoadError at start-up,
+            # not a failure repeated (and the checkpoint re-read) at every window
+            processor.flow_estimator()
+            processor.pointmap_predictor()
         if tracker is None:
             from ..correspondence import make_point_tracker
 
@@ -143,14 +161,16 @@ class Reconstructor:
         with self._lock:
             self._stats.count("frames_in")
             try:
-                self._check_frame(frame)
+                brk = self._check_frame(frame)
             except InputError as err:
                 self._stats.count("frames_rejected")
                 self._stats.error(str(err))
                 raise
+            # a stream break (stamps going backwards, a long gap) first reports the frames still pending
+            flushed = self._stream_break(brk) if brk else None
             if not self._selector.keep(frame):
                 self._stats.count("frames_skipped")
-                return None
+                return flushed
             pf = prepare_frame(frame, self._next_index, self.cfg.stream)
             if pf.K is not None:
                 self._K_last = pf.K
@@ -163,9 +183,9 @@ class Reconstructor:
             t0 = time.perf_counter()
             self._tracker.add_frame(pf.index, pf.image)
             self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
-            if len(self._buf) >= self.cfg.stream.window_size:
+            if len(self._buf) >= self.cfg.stream.window_size:  # never right after a break (1 frame buffered)
                 return self._run_window()
-            return None
+            return flushed
 
     def flush(self) -> Optional[WindowResult]:
         """Finish the last partial window at the end of a stream (None when every frame was reported)."""
@@ -174,7 +194,9 @@ class Reconstructor:
                 return None
             return self._run_window(final=True)
 
-    def _check_frame(self, frame: Frame) -> None:
+    def _check_frame(self, frame: Frame) -> Optional[str]:
+        """Validate ``frame``; returns "backwards" or "gap" when it starts a new world / segment, else None."""
+        brk = None
         if not isinstance(frame, Frame):
             raise InputError(f"push() expects a c4d_core.Frame, got {type(frame).__name__}")
         check_not_degenerate(frame.image)
@@ -184,12 +206,11 @@ class Reconstructor:
             if frame.stamp_ns < self._last_stamp:
                 log.warning("stamp went backwards (%d -> %d ns; bag loop or clock reset): starting a new world",
                             self._last_stamp, frame.stamp_ns)
-                self._reset_state()
-                self._stats.count("resets")
+                brk = "backwards"
             elif (frame.stamp_ns - self._last_stamp) * 1e-9 > self.cfg.stream.max_stamp_gap_s:
                 log.warning("gap of %.2f s in the stream: starting a new segment anchored at the last pose",
                             (frame.stamp_ns - self._last_stamp) * 1e-9)
-                self._new_segment()
+                brk = "gap"
         size = (frame.width, frame.height)
         if self._input_size is not None and size != self._input_size:
             log.warning("input size changed from %dx%d to %dx%d; frames are resized to the processing resolution",
@@ -197,12 +218,23 @@ class Reconstructor:
             if frame.K is None:
                 self._K_last = None  # the old K belongs to the old resolution
         self._input_size = size
+        return brk
+
+    def _stream_break(self, kind: str) -> Optional[WindowResult]:
+        """Report the buffered, not yet reported frames as a final window, then start a new world or segment."""
+        flushed = None
+        if self._buf and self._buf[-1].index >= self._reported_upto:
+            flushed = self._run_window(final=True)
+            flushed.info["stream_break"] = kind
+        if kind == "backwards":
+            self._reset_state()
+            self._stats.count("resets")
+        else:
+            self._new_segment()
+        return flushed
 
     def _new_segment(self) -> None:
-        """Drop the buffered frames (already reported or not) and re-initialise the next window."""
-        if self._buf and self._buf[-1].index >= self._reported_upto:
-            log.warning("dropping %d unreported frames at a segment break",
-                        self._buf[-1].index - self._reported_upto + 1)
+        """Forget the buffered frames (all reported by now) and re-initialise the next window at the last pose."""
         self._buf = []
         self._world.clear()
         self._segment_start = True
@@ -230,6 +262,8 @@ class Reconstructor:
                 self._stats.count("windows_failed")
                 self._stats.error(str(err))
                 result = self._invalid_result(new, str(err))
+            except Exception as err:  # out of memory, OpenCV / LAPACK errors ...: the stream must go on
+                result = self._invalid_result(new, self._unexpected_window_error(err))
         self._reported_upto = frames[-1].index + 1
         self._window_index += 1
         # slide: keep the overlap for the next window
@@ -246,6 +280,31 @@ class Reconstructor:
         lat = [(now - t) * 1e3 for t in result.info.pop("_push_times", [])]
         self._stats.add_window(len(new), lat)
         return result
+
+    def _unexpected_window_error(self, err: Exception) -> str:
+        """Log and count a non-C4D failure of one window; frees cached GPU memory after an out-of-memory error."""
+        self._stats.count("windows_failed")
+        if _is_out_of_memory(err):
+            self._stats.count("out_of_memory")
+            clear = getattr(self._processor, "clear_cache", None)
+            if callable(clear):
+                clear()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except Exception:  # freeing memory is best effort
+                pass
+            msg = (f"out of memory on {self.device} ({err}); outputs marked invalid. Lower stream.width/height or "
+                   "stream.window_size, or set runtime.device=cpu")
+            log.error("window %d: %s", self._window_index, msg)
+        else:
+            msg = f"unexpected {type(err).__name__}: {err}"
+            log.error("window %d failed with an unexpected error; outputs marked invalid", self._window_index,
+                      exc_info=err)
+        self._stats.error(msg)
+        return msg
 
     def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame]) -> WindowResult:
         cfg = self.cfg

@@ -42,6 +42,7 @@ class EngineStats:
             self.dropped = 0
             self.windows = 0
             self.windows_failed = 0
+            self.out_of_memory = 0
             self.resets = 0
             self.last_error = ""
             self._latency_ms: Deque[float] = collections.deque(maxlen=self._history)
@@ -88,6 +89,7 @@ class EngineStats:
                 "dropped": self.dropped,
                 "windows": self.windows,
                 "windows_failed": self.windows_failed,
+                "out_of_memory": self.out_of_memory,
                 "resets": self.resets,
                 "fps": fps,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,

@@ -1,0 +1,108 @@
+"""Hard motion and content with the REAL default backends (DIS flow, KLT tracks, geometric pointmaps) at 96x72.
+
+Each stream must go through without an exception, every frame must be reported once, and each window is either
+valid with finite outputs or cleanly invalid (reason given, last pose, NaN depth).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from c4d_core.stream import Reconstructor
+from c4d_core.synthetic import SceneSpec, render_scene
+from c4d_core.types import Frame
+from conftest import H, W, run_stream, small_cfg
+
+
+def _frames(images, K, t0=10**9, dt=33_333_333):
+    return [Frame(image=np.ascontiguousarray(im), stamp_ns=t0 + k * dt, K=K) for k, im in enumerate(images)]
+
+
+def _run(images, K):
+    eng = Reconstructor(small_cfg())
+    frames = _frames(images, K)
+    log = run_stream(eng, frames)
+    assert log.rejected == []
+    assert log.reported() == [f.stamp_ns for f in frames]
+    log.check_outputs_finite()
+    return log, eng
+
+
+def _scene(path, n=8, **kw):
+    return render_scene(SceneSpec(kind="room", camera_path=path, num_frames=n, width=W, height=H, seed=4,
+                                  num_tracks=16, **kw))
+
+
+def test_static_camera_for_a_long_time_no_crash():
+    seq = _scene("static", n=12, num_movers=1)
+    log, eng = _run(seq.images, seq.K)
+    # valid, or invalid with a reason and the anchor pose (identity here); never NaN poses
+    for r in log.results:
+        if not r.valid:
+            np.testing.assert_allclose(r.T_world_cam, np.tile(np.eye(4), (len(r), 1, 1)))
+
+
+@pytest.mark.xfail(strict=True, reason="optim/solve.py _check_terms: the divergence guard compares with the initial "
+                   "total loss, which is ~1e-7 for a static camera (GA of identical views), so iteration 1 always "
+                   "'diverges' (0.05 vs 1.2e-7) and every window of a static camera is marked invalid")
+def test_static_camera_windows_are_valid():
+    seq = _scene("static", n=8, num_movers=1)
+    log, _ = _run(seq.images, seq.K)
+    assert all(r.valid for r in log.results)
+    T = np.concatenate([r.T_world_cam for r in log.results])
+    assert np.abs(T[:, :3, 3]).max() < 0.05 * float(np.nanmedian(np.concatenate([r.depth for r in log.results])))
+
+
+def test_pure_rotation_no_crash():
+    seq = _scene("rotate")
+    _run(seq.images, seq.K)
+
+
+@pytest.mark.xfail(strict=True, reason="window.py / optim/sfm.py (track-based SfM init): near-pure rotation (1 cm "
+                   "baseline) gives windows marked VALID with rotation errors of 10-70 deg (essential-matrix "
+                   "degeneracy not detected); should fit a homography/rotation-only model or mark the window invalid")
+def test_pure_rotation_recovered_or_invalid():
+    seq = _scene("rotate")
+    log, _ = _run(seq.images, seq.K)
+    idx = {int(s): i for i, s in enumerate(seq.stamps_ns)}
+    gt = np.linalg.inv(seq.T_world_cam[0]) @ seq.T_world_cam
+    for r in log.results:
+        if not r.valid:
+            continue  # cleanly invalid is acceptable
+        for T, s in zip(r.T_world_cam, r.stamps_ns):
+            cos = (np.trace(T[:3, :3].T @ gt[idx[s]][:3, :3]) - 1) / 2
+            assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 3.0  # translation ~1 cm: only rotation counts
+
+
+def test_mover_covering_most_of_the_image():
+    seq = _scene("walk")
+    rng = np.random.default_rng(0)
+    tex = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (int(W * 0.9), int(H * 0.9)),
+                     interpolation=cv2.INTER_NEAREST)
+    images = seq.images.copy()
+    th, tw = tex.shape[:2]
+    for k in range(len(images)):  # a big textured object sliding right, over 81 % of the image
+        x = min(k * 2, W - tw)
+        images[k, 2:2 + th, x:x + tw] = tex
+    log, _ = _run(images, seq.K)
+    assert sum(r.valid for r in log.results) >= 1 or all(r.info.get("error") for r in log.results)
+
+
+def test_fully_textureless_scene():
+    xx = np.tile(np.arange(W, dtype=np.float32), (H, 1))
+    images = [np.dstack([np.clip(xx * 2 + k, 0, 255)] * 3).astype(np.uint8) for k in range(6)]  # smooth ramp
+    _run(images, None)
+
+
+def test_extreme_motion_blur():
+    seq = _scene("walk")
+    _run([cv2.blur(im, (41, 1)) for im in seq.images], seq.K)
+
+
+def test_duplicated_frames_real_backends():
+    seq = _scene("walk")
+    images = [seq.images[k // 2] for k in range(8)]  # every frame twice (a driver repeating frames)
+    log, _ = _run(images, seq.K)
+    assert sum(r.valid for r in log.results) >= 1
