@@ -345,7 +345,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     E, _, H, W = flow.flow_fwd.shape
     for e, (i, j) in enumerate(flow.edges):
         if not (0 <= i < num_frames and 0 <= j < num_frames) or i == j:
-            raise InputError(f"flow edge {e} = {(i, j)} is not a pair of distinct frames in a {num_frames}-frame window")
+            raise InputError(f"flow edge {e} = {(i, j)} is not a pair of distinct frames in a "
+                             f"{num_frames}-frame window")
     if tracks is not None:
         check_shape("tracks.xy", tracks.xy, "T N 2", {"T": num_frames})
     thr = sampson_threshold_px(cfg, W)
