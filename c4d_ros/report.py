@@ -243,7 +243,22 @@ def _cloud_plot(static_cloud: Any, dynamic_cloud: Any, max_points: int = 15000) 
 
 _CSS = """body{font-family:sans-serif;margin:24px;max-width:1200px;color:#222}h1{font-size:22px}h2{font-size:17px;
 margin-top:28px;border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid
-#ccc;padding:3px 8px;text-align:left}td.v{text-align:right;font-family:monospace}img{max-width:100%}"""
+#ccc;padding:3px 8px;text-align:left}td.v{text-align:right;font-family:monospace}img{max-width:100%}
+.cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ccc;border-radius:6px;padding:10px 16px;
+min-width:140px}.cv{font-size:22px;font-family:monospace}.cl{font-size:12px;color:#555}
+details{margin-top:28px}summary{font-size:17px;font-weight:bold;cursor:pointer}"""
+
+
+# (label, dotted metrics key) shown as headline cards at the top of the report
+_HEADLINE = (
+    ("ATE RMSE (Sim3)", "pose.ate.rmse"),
+    ("RPE rotation deg/frame", "pose.rpe_1f.rot_deg.mean"),
+    ("depth Abs Rel (static)", "depth.static.abs_rel"),
+    ("depth delta<1.25", "depth.all.delta1"),
+    ("motion-mask IoU", "masks.iou_mean"),
+    ("TAP-Vid AJ", "tracks2d.aj"),
+    ("3D track EPE", "tracks3d.epe_median"),
+)
 
 
 def write_report(out_dir: str | Path, metrics: Optional[Mapping[str, Any]] = None, gt_dir: Optional[Path] = None,
@@ -273,9 +288,12 @@ def write_report(out_dir: str | Path, metrics: Optional[Mapping[str, Any]] = Non
         sections.append("<h2>Run</h2><table>" + "".join(
             f"<tr><th>{html.escape(k)}</th><td class=v>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>")
     if metrics:
-        sections.append("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>" + "".join(
-            f"<tr><td>{html.escape(k)}</td><td class=v>{_fmt(v)}</td></tr>" for k, v in flatten_metrics(metrics))
-            + "</table>")
+        flat = dict(flatten_metrics(metrics))
+        key = [(label, flat[k]) for label, k in _HEADLINE if k in flat]
+        if key:
+            sections.append("<h2>Summary</h2><div class=cards>" + "".join(
+                f"<div class=card><div class=cv>{_fmt(v)}</div><div class=cl>{html.escape(label)}</div></div>"
+                for label, v in key) + "</div>")
     else:
         sections.append("<h2>Metrics</h2><p>No ground truth given: no metrics.</p>")
     plots: List[Tuple[str, Optional[str]]] = []
@@ -291,6 +309,10 @@ def write_report(out_dir: str | Path, metrics: Optional[Mapping[str, Any]] = Non
         if b64:
             sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                             f"src='data:image/png;base64,{b64}'>")
+    if metrics:
+        sections.append("<details><summary>All metrics</summary><table><tr><th>metric</th><th>value</th></tr>"
+                        + "".join(f"<tr><td>{html.escape(k)}</td><td class=v>{_fmt(v)}</td></tr>"
+                                  for k, v in flatten_metrics(metrics)) + "</table></details>")
     engine = summ.get("engine") or {}
     if engine:
         sections.append("<h2>Engine statistics</h2><table>" + "".join(
