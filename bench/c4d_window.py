@@ -65,7 +65,8 @@ def _default_inputs(width, height, frames, cfg, known_K=False):
     for t in range(frames):
         tracker.add_frame(t, seq.images[t])
     tracks = tracker.get_tracks(list(range(frames)))
-    return dict(images=seq.images, K=seq.K if known_K else None, tracks=tracks, flow=None, pointmaps=None, T_gt=seq.T_world_cam,
+    return dict(images=seq.images, K=seq.K if known_K else None, tracks=tracks, flow=None, pointmaps=None,
+                T_gt=seq.T_world_cam,
                 depth=seq.depth, dyn=np.asarray(seq.dynamic_mask, bool),
                 frontend="default (DIS flow, KLT tracks, geometric pointmaps) on c4d_core.synthetic room/walk")
 
@@ -81,6 +82,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--known-k", action="store_true", help="give the solver the true K (CameraInfo)")
+    ap.add_argument("--no-ablation", action="store_true", help="only the full run (no CMA / CTS / PTS ablations)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = C4DConfig().with_overrides([f"optim.schedule={args.schedule}", "runtime.device=cpu", *args.set])
@@ -95,13 +97,15 @@ def main(argv=None) -> dict:
         inp = _gt_inputs(args.width, args.height, args.frames)
     proc = WindowProcessor(cfg, "cpu")
     runs = {}
-    for name, kw in (("full", {}), ("no_cma", {"use_cma": False}), ("no_cts", {"use_cts": False}),
-                     ("no_pts", {"use_pts": False})):
+    variants = (("full", {}), ("no_cma", {"use_cma": False}), ("no_cts", {"use_cts": False}),
+                ("no_pts", {"use_pts": False}))
+    for name, kw in variants[:1] if args.no_ablation else variants:
         t0 = time.perf_counter()
         sol = proc.process(inp["images"], inp["K"], inp["tracks"], flow=inp["flow"], pointmaps=inp["pointmaps"], **kw)
         wall = time.perf_counter() - t0
         m = _metrics(sol, inp["T_gt"], inp["depth"], inp["dyn"])
         m.update({"seconds_total": wall, "timings": sol.timings, "iterations": sol.report.iterations,
+                  "solve_seconds": sol.report.seconds,
                   "final_losses": sol.losses})
         runs[name] = m
     out = {"frontend": inp["frontend"], "fallback": fallback, "width": args.width, "height": args.height,

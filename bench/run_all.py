@@ -34,13 +34,18 @@ def main(argv=None) -> dict:
     out["solver_comparison"] = {}
     for sched in ("reference", "fast"):
         res = c4d_window.main(["--json", "--known-k", "--schedule", sched, "--threads", str(args.threads),
-                               "--frames", "16"])
+                               "--frames", "16", "--no-ablation"])
         full = res["runs"]["full"]
         out["solver_comparison"][sched] = {k: full[k] for k in ("ate_over_path_length", "static_depth_abs_rel",
                                                                 "rpe_rot_deg_per_frame", "mask_iou")}
         out["solver_comparison"][sched]["optimisation_s"] = full["timings"]["optimisation"]
+        out["solver_comparison"][sched]["iterations"] = full["iterations"]
+        out["solver_comparison"][sched]["solve_s"] = full["solve_seconds"]  # iterations only, without the init
     ref, fast = out["solver_comparison"]["reference"], out["solver_comparison"]["fast"]
     out["solver_comparison"]["time_ratio"] = ref["optimisation_s"] / max(fast["optimisation_s"], 1e-9)
+    out["solver_comparison"]["solve_time_ratio"] = ref["solve_s"] / max(fast["solve_s"], 1e-9)
+    out["solver_comparison"]["ate_ratio"] = fast["ate_over_path_length"] / max(ref["ate_over_path_length"], 1e-12)
+    out["solver_comparison"]["depth_ratio"] = fast["static_depth_abs_rel"] / max(ref["static_depth_abs_rel"], 1e-12)
     if torch.cuda.is_available():  # DUSt3R figures need a GPU and a checkpoint; reported by bench.pointmaps_dust3r
         out["dust3r"] = "run python -m bench.pointmaps_dust3r --json on the GPU machine"
     if args.json:

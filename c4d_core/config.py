@@ -202,8 +202,9 @@ class StreamConfig(_Section):
     width: int = _f(320, "processing width in pixels (input frames are resized; K is scaled)", lo=32, hi=4096,
                     readonly=True)
     height: int = _f(240, "processing height in pixels", lo=32, hi=4096, readonly=True)
-    window_size: int = _f(8, "frames per optimisation window (W)", lo=2, hi=128, readonly=True)
-    window_stride: int = _f(4, "new frames between consecutive windows (S); overlap is W - S", lo=1, hi=128,
+    window_size: int = _f(12, "frames per optimisation window (W)", lo=2, hi=128, readonly=True)
+    window_stride: int = _f(8, "new frames between consecutive windows (S); overlap is W - S (>= 2 keeps the "
+                            "scale continuous)", lo=1, hi=128,
                             readonly=True)
     mode: str = _f("live", "live: frame selection and a worker thread; offline: process every frame in order",
                    choices=("live", "offline"))
@@ -285,13 +286,25 @@ class PointmapConfig(_Section):
 class MotionConfig(_Section):
     _prefix = "motion."
     sampson_threshold_px: float = _f(1.5, "Sampson distance (pixels, at 320 px width; scaled with resolution) "
-                                          "above which a pixel is dynamic", lo=0.0, lo_open=True)
+                                          "above which a pixel is dynamic (fixed mode; the cap of the adaptive "
+                                          "threshold)", lo=0.0, lo_open=True)
+    threshold_mode: str = _f("fixed", "adaptive: per pair, median + k * MAD of the static correspondences' "
+                             "residual, clipped to [min_threshold_px, sampson_threshold_px]; fixed: "
+                             "sampson_threshold_px", choices=("adaptive", "fixed"))
+    threshold_mad_k: float = _f(6.0, "adaptive threshold: MADs (scaled to sigma) above the median static residual",
+                                lo=0.0, lo_open=True)
+    min_threshold_px: float = _f(0.3, "adaptive threshold floor (pixels at 320 px width; scaled with resolution)",
+                                 lo=0.0, lo_open=True)
     min_static_tracks: int = _f(16, "fewest static correspondences for a fundamental-matrix fit", lo=8)
     mobility_threshold: float = _f(0.5, "track mobility above which a track is excluded from the static set",
                                    lo=0.0, hi=1.0)
     min_translation_px: float = _f(0.5, "median flow parallax below which a pair is treated as degenerate "
                                         "(pure rotation / static camera)", lo=0.0)
-    dilate_px: int = _f(1, "dilate the final mask by this many pixels", lo=0, hi=32)
+    dilate_px: int = _f(1, "dilate the final mask by this many pixels (when it is not refined on the image)",
+                        lo=0, hi=32)
+    refine_radius_px: int = _f(8, "snap the mask to image edges with a guided filter of this radius (pixels at "
+                               "320 px width; 0 = off)", lo=0, hi=64)
+    refine_eps: float = _f(1e-3, "guided-filter regulariser (grey levels in [0, 1], squared)", lo=0.0, lo_open=True)
     min_region_px: int = _f(20, "drop mask components smaller than this many pixels", lo=0)
 
 
@@ -312,8 +325,9 @@ class OptimConfig(_Section):
                        "early stopping", choices=("reference", "fast"))
     stage1_iters: int = _f(300, "stage 1 (GA + CMA + CTS) iterations (reference schedule)", lo=0)
     stage2_iters: int = _f(300, "stage 2 (PTS + GA, poses frozen) iterations (reference schedule)", lo=0)
-    fast_stage1_iters: int = _f(10, "stage 1 iterations of the fast schedule", lo=0)
-    fast_stage2_iters: int = _f(10, "stage 2 iterations of the fast schedule", lo=0)
+    fast_stage1_iters: int = _f(3, "stage 1 iterations of the fast schedule (the tracks init already gives the "
+                                "poses; see bench/README.md)", lo=0)
+    fast_stage2_iters: int = _f(5, "stage 2 iterations of the fast schedule", lo=0)
     lr: float = _f(0.01, "Adam learning rate", lo=0.0, lo_open=True)
     lr_final: float = _f(0.001, "learning rate at the end of the linear decay", lo=0.0)
     resolution_scale: float = _f(0.25, "optimisation resolution relative to the processing resolution",
@@ -335,7 +349,7 @@ class OptimConfig(_Section):
     init: str = _f("tracks", "initialisation: tracks (static-track SfM poses + multi-view flow depth; falls back "
                    "to pointmaps when it fails) or pointmaps (spanning tree + Procrustes)",
                    choices=("tracks", "pointmaps"))
-    sfm_ba_iters: int = _f(30, "tracks init: bundle-adjustment function evaluations", lo=0)
+    sfm_ba_iters: int = _f(15, "tracks init: bundle-adjustment function evaluations", lo=0)
     sfm_huber_px: float = _f(0.5, "tracks init: Huber scale of the bundle adjustment (pixels)", lo=0.0,
                              lo_open=True)
     sfm_max_tracks: int = _f(600, "tracks init: most static tracks in the bundle adjustment", lo=12)

@@ -374,7 +374,7 @@ class WindowProcessor:
             flow = FlowResult(flow.edges, np.nan_to_num(flow.flow_fwd, nan=0.0, posinf=0.0, neginf=0.0),
                               np.nan_to_num(flow.flow_bwd, nan=0.0, posinf=0.0, neginf=0.0),
                               flow.valid_fwd & ok_f, flow.valid_bwd & ok_b)
-        motion = compute_motion(flow, T, self.cfg.motion, tracks)
+        motion = compute_motion(flow, T, self.cfg.motion, tracks, images=images)
         timings["masks"] = time.perf_counter() - t0
         if tracks.mobility is None and motion.mobility is not None:
             tracks = Tracks(tracks.ids, tracks.xy, tracks.visible, tracks.confidence, motion.mobility)

@@ -59,8 +59,10 @@ def test_real_front_end_window(scene):
 
 
 def test_real_engine_stream(scene):
+    # W=8, S=4 at this resolution: 128x96 gives ~100 tracks, and the default 12-frame window (chosen by measurement
+    # at 320x240, bench/README.md) keeps too few static ones in its first frames
     cfg = C4DConfig().with_overrides(["runtime.device=cpu", "stream.width=128", "stream.height=96",
-                                      "stream.mode=offline"])
+                                      "stream.mode=offline", "stream.window_size=8", "stream.window_stride=4"])
     eng = Reconstructor(cfg)
     est = {}
     for k in range(len(scene.images)):

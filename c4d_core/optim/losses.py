@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as Fnn
 
@@ -43,7 +44,10 @@ def ga_loss(X_world: torch.Tensor, edge_i: torch.Tensor, edge_j: torch.Tensor, p
 
 def ego_flow(X_world: torch.Tensor, T_world_cam_dst: torch.Tensor, K_dst: torch.Tensor,
              grid_uv: torch.Tensor) -> torch.Tensor:
-    """Flow ``E h w 2`` induced by moving world points ``X_world`` (``E h w 3``) into the cameras ``E 4 4`` / ``E 3 3``."""
+    """Flow ``E h w 2`` induced by moving world points ``X_world`` (``E h w 3``) into the cameras.
+
+    ``T_world_cam_dst`` is ``E 4 4``, ``K_dst`` ``E 3 3``.
+    """
     R = T_world_cam_dst[:, :3, :3]
     c = T_world_cam_dst[:, :3, 3]
     Xc = torch.einsum("ehwd,edc->ehwc", X_world - c[:, None, None, :], R)  # R^T (X - c)
@@ -150,19 +154,26 @@ def blend_weights(uv: torch.Tensor, ok: torch.Tensor, height: int, width: int,
     k = max(1, min(neighbours, N))
     index = torch.zeros(T, height * width, k, dtype=torch.long, device=dev)
     weight = torch.zeros(T, height * width, k, dtype=uv.dtype, device=dev)
+    from scipy.spatial import cKDTree
+
+    pix_np = pix.detach().cpu().double().numpy()
+    uv_np = uv.detach().cpu().double().numpy()
+    ok_np = ok.detach().cpu().numpy().astype(bool)
     for t in range(T):
-        sel = torch.nonzero(ok[t]).reshape(-1)
-        n = int(sel.numel())
+        sel = np.flatnonzero(ok_np[t])
+        n = int(sel.size)
         if n == 0:
             continue
-        d = torch.cdist(pix, uv[t, sel])
         kk = min(k, n)
-        dist, nn_idx = torch.topk(d, kk, dim=1, largest=False)
+        # k nearest control points of every pixel (a k-d tree: O(hw log n) instead of the dense hw x n distances)
+        dist, nn_idx = cKDTree(uv_np[t, sel]).query(pix_np, k=kk)
+        dist = dist.reshape(-1, kk)
+        nn_idx = nn_idx.reshape(-1, kk)
         bw = math.sqrt(height * width / n)
-        g = torch.exp(-dist ** 2 / (2 * bw * bw))
+        g = np.exp(-dist ** 2 / (2 * bw * bw))
         g0 = math.exp(-2.0)
-        index[t, :, :kk] = sel[nn_idx]
-        weight[t, :, :kk] = g / (g.sum(1, keepdim=True) + g0)
+        index[t, :, :kk] = torch.as_tensor(sel[nn_idx], dtype=torch.long, device=dev)
+        weight[t, :, :kk] = torch.as_tensor(g / (g.sum(1, keepdims=True) + g0), dtype=uv.dtype, device=dev)
     return index, weight
 
 

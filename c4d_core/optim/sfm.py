@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
+from scipy.sparse import coo_matrix
 from scipy.spatial.transform import Rotation
 
 from ..errors import InputError
@@ -51,6 +51,15 @@ def _proj(K: np.ndarray, R: np.ndarray, t: np.ndarray, X: np.ndarray) -> tuple[n
     z = Xc[:, 2]
     zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
     return np.stack([K[0, 0] * Xc[:, 0] / zs + K[0, 2], K[1, 1] * Xc[:, 1] / zs + K[1, 2]], 1), z
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """``N 3 3`` cross-product matrices of ``N 3`` vectors."""
+    S = np.zeros(v.shape[:-1] + (3, 3))
+    S[..., 0, 1], S[..., 0, 2] = -v[..., 2], v[..., 1]
+    S[..., 1, 0], S[..., 1, 2] = v[..., 2], -v[..., 0]
+    S[..., 2, 0], S[..., 2, 1] = -v[..., 1], v[..., 0]
+    return S
 
 
 def _triangulate(K, P_a, P_b, uv_a, uv_b):
@@ -98,13 +107,12 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
     n = len(idx)
     if n < _MIN_POINTS:
         raise InputError(f"track SfM: only {n} usable static tracks")
-    Kinv = np.linalg.inv(K)
     # ---- initial pair: frame 0 and the farthest frame that still shares half of its tracks (widest baseline)
     best = None
     n0 = int(ok[0].sum())
     for k in range(1, T):
         both = ok[0] & ok[k]
-        if both.sum() < max(3 * _MIN_POINTS, n0 // 2):
+        if both.sum() < max(_MIN_POINTS + 8, n0 // 2):  # >= 20: the 5-point RANSAC is well posed
             break
         best = k
     if best is None:
@@ -121,23 +129,27 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
     tri = np.zeros(n, bool)
 
     def triangulate_new() -> None:
-        reg = [k for k in range(T) if Rt[k] is not None]
-        for m in np.flatnonzero(~tri):
-            fr = [k for k in reg if ok[k, m]]
-            if len(fr) < 2:
-                continue
-            a, b = fr[0], fr[-1]
-            Pa = np.hstack([Rt[a][0], Rt[a][1][:, None]])
-            Pb = np.hstack([Rt[b][0], Rt[b][1][:, None]])
-            Xm = _triangulate(K, Pa, Pb, uv[a, m][None], uv[b, m][None])[0]
-            if not np.isfinite(Xm).all() or not _angle_ok(Rt, a, b, Xm[None], 0.3)[0]:
-                continue
-            _, za = _proj(K, *Rt[a], Xm[None])
-            _, zb = _proj(K, *Rt[b], Xm[None])
-            if za[0] <= 0 or zb[0] <= 0:
-                continue
-            X[m] = Xm
-            tri[m] = True
+        # every untriangulated track seen by >= 2 registered frames: DLT from its first and last registered view,
+        # batched per (first, last) frame pair
+        reg = np.array([r is not None for r in Rt])
+        okr = ok & reg[:, None]
+        cand = np.flatnonzero(~tri & (okr.sum(0) >= 2))
+        if cand.size == 0:
+            return
+        first = np.argmax(okr[:, cand], axis=0)
+        last = T - 1 - np.argmax(okr[::-1, cand], axis=0)
+        for fa, fb in set(zip(first.tolist(), last.tolist())):
+            m = cand[(first == fa) & (last == fb)]
+            Pa = np.hstack([Rt[fa][0], Rt[fa][1][:, None]])
+            Pb = np.hstack([Rt[fb][0], Rt[fb][1][:, None]])
+            Xm = _triangulate(K, Pa, Pb, uv[fa, m], uv[fb, m])
+            good = np.isfinite(Xm).all(1)
+            good &= _angle_ok(Rt, fa, fb, np.where(good[:, None], Xm, 0.0), 0.3)
+            _, za = _proj(K, *Rt[fa], Xm)
+            _, zb = _proj(K, *Rt[fb], Xm)
+            good &= (za > 0) & (zb > 0)
+            X[m[good]] = Xm[good]
+            tri[m[good]] = True
 
     triangulate_new()
     log.debug("track SfM: initial pair (0, %d), %d tracks triangulated", best, int(tri.sum()))
@@ -187,16 +199,42 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
         return np.stack([u - obs_uv[:, 0], v - obs_uv[:, 1]], 1).ravel()
 
     m_obs = len(obs_f)
-    A = lil_matrix((2 * m_obs, x0.size), dtype=np.int8)
-    rows = np.arange(m_obs)
-    for c in range(2):
-        for d in range(6):
-            sel = obs_f > 0
-            A[2 * rows[sel] + c, 6 * (obs_f[sel] - 1) + d] = 1
-        for d in range(3):
-            A[2 * rows + c, 6 * nf + 3 * obs_q + d] = 1
+    cam_obs = obs_f > 0
+    rows2 = (2 * np.arange(m_obs)[:, None] + np.arange(2)[None]).astype(np.int64)  # m 2
+    cam_cols = 6 * (obs_f[cam_obs] - 1)[:, None] + np.arange(6)[None]             # mc 6
+    pt_cols = 6 * nf + 3 * obs_q[:, None] + np.arange(3)[None]                     # m 3
+    jr = np.concatenate([np.repeat(rows2[cam_obs], 6, axis=1).ravel(), np.repeat(rows2, 3, axis=1).ravel()])
+    jc = np.concatenate([np.tile(cam_cols, (1, 2)).ravel(), np.tile(pt_cols, (1, 2)).ravel()])
+
+    def jac(x):
+        """Analytic sparse Jacobian (``2M x P``) of :func:`resid` (rotation vectors through the left Jacobian)."""
+        cam = x[:6 * nf].reshape(nf, 6)
+        R, tt, P = unpack(x)
+        RP = np.einsum("oij,oj->oi", R[obs_f], P[obs_q])
+        Xc = RP + tt[obs_f]
+        z = np.maximum(Xc[:, 2], 1e-6)
+        Jp = np.zeros((m_obs, 2, 3))
+        Jp[:, 0, 0] = K[0, 0] / z
+        Jp[:, 0, 2] = -K[0, 0] * Xc[:, 0] / z ** 2
+        Jp[:, 1, 1] = K[1, 1] / z
+        Jp[:, 1, 2] = -K[1, 1] * Xc[:, 1] / z ** 2
+        w = cam[:, :3]
+        th = np.linalg.norm(w, axis=1)
+        small = th < 1e-8
+        ths = np.where(small, 1.0, th)
+        a = np.where(small, 0.5, (1 - np.cos(ths)) / ths ** 2)
+        b = np.where(small, 1.0 / 6.0, (ths - np.sin(ths)) / ths ** 3)
+        W_ = _skew(w)
+        Jl = np.eye(3)[None] + a[:, None, None] * W_ + b[:, None, None] * (W_ @ W_)  # nf 3 3
+        oc = obs_f[cam_obs] - 1
+        d_rot = -np.einsum("oij,ojk->oik", _skew(RP[cam_obs]), Jl[oc])               # mc 3 3
+        J_cam = np.concatenate([Jp[cam_obs] @ d_rot, Jp[cam_obs]], axis=2)           # mc 2 6
+        J_pt = Jp @ R[obs_f]                                                          # m 2 3
+        vals = np.concatenate([J_cam.ravel(), J_pt.ravel()])
+        return coo_matrix((vals, (jr, jc)), shape=(2 * m_obs, x0.size)).tocsr()
+
     try:
-        res = least_squares(resid, x0, jac_sparsity=A, loss="huber", f_scale=huber_px, max_nfev=ba_iters,
+        res = least_squares(resid, x0, jac=jac, loss="huber", f_scale=huber_px, max_nfev=ba_iters,
                             method="trf", x_scale="jac", tr_solver="lsmr")
         x = res.x
     except (ValueError, np.linalg.LinAlgError) as err:
@@ -240,21 +278,23 @@ def multiview_depth(T_world_cam: np.ndarray, K: np.ndarray, flows: Sequence[tupl
         triangulation angles (degrees) accumulated in quadrature.
     """
     T, H, W = num_frames, height, width
-    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
-    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-    num = np.zeros((T, H, W))
-    den = np.zeros((T, H, W))
+    f32 = np.float32
+    u, v = np.meshgrid(np.arange(W, dtype=f32), np.arange(H, dtype=f32))
+    fx, fy, cx, cy = (f32(K[0, 0]), f32(K[1, 1]), f32(K[0, 2]), f32(K[1, 2]))
+    ray = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], -1)
+    num = np.zeros((T, H, W), np.float64)
+    den = np.zeros((T, H, W), np.float64)
     for s, d, fl, wt in flows:
         T_d_s = np.linalg.inv(T_world_cam[d]) @ T_world_cam[s]
-        R, t = T_d_s[:3, :3], T_d_s[:3, 3]
-        Rr = ray @ R.T  # H W 3
-        ax = (u + fl[0] - K[0, 2]) / K[0, 0]
-        ay = (v + fl[1] - K[1, 2]) / K[1, 1]
+        R, t = T_d_s[:3, :3].astype(f32), T_d_s[:3, 3].astype(f32)
+        Rr = ray @ R.T  # H W 3 (float32: the flow itself is float32)
+        ax = (u + fl[0] - cx) / fx
+        ay = (v + fl[1] - cy) / fy
         Ax = Rr[..., 0] - ax * Rr[..., 2]
         Bx = ax * t[2] - t[0]
         Ay = Rr[..., 1] - ay * Rr[..., 2]
         By = ay * t[2] - t[1]
-        w = np.asarray(wt, np.float64)
+        w = np.asarray(wt, f32)
         num[s] += w * (Ax * Bx + Ay * By)
         den[s] += w * (Ax * Ax + Ay * Ay)
         # |(Ax, Ay)| is the angle (normalised coordinates) between the observed and the rotation-only ray: the

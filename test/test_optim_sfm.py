@@ -1,0 +1,103 @@
+"""Fast paths of the window initialisation and solver: analytic BA Jacobian, k-d-tree PTS blending, multi-view depth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import c4d_core.optim.sfm as sfm
+from c4d_core.optim._lie import weighted_umeyama
+from c4d_core.optim.losses import blend_weights
+
+K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
+
+
+def _scene(T=6, N=250, noise=0.3, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform([-2, -1.5, 3], [2, 1.5, 6], (N, 3))
+    uv = np.zeros((T, N, 2))
+    T_wc = np.tile(np.eye(4), (T, 1, 1))
+    for t in range(T):
+        a = 0.02 * t
+        R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+        c = np.array([0.1 * t, 0.02 * t, 0.05 * t])
+        T_wc[t, :3, :3], T_wc[t, :3, 3] = R, c
+        Xc = (X - c) @ R
+        uv[t] = Xc[:, :2] / Xc[:, 2:] * 300.0 + [160.0, 120.0]
+    return uv + rng.normal(0, noise, uv.shape), T_wc
+
+
+def test_ba_jacobian_matches_finite_differences(monkeypatch):
+    from scipy.optimize._numdiff import approx_derivative
+
+    seen = {}
+    real = sfm.least_squares
+
+    def spy(fun, x0, jac=None, **kw):
+        x = x0 + np.random.default_rng(0).normal(0, 0.01, x0.shape)  # away from the start: rotation vectors != 0
+        seen["err"] = np.abs(jac(x).toarray() - approx_derivative(fun, x, method="3-point")).max()
+        return real(fun, x0, jac=jac, **kw)
+
+    monkeypatch.setattr(sfm, "least_squares", spy)
+    uv, _ = _scene(T=5, N=120)
+    sfm.track_sfm(uv, np.ones(uv.shape[:2], bool), K)
+    assert seen["err"] < 1e-4  # entries are up to ~500 px per unit
+
+
+def test_track_sfm_recovers_poses():
+    uv, T_gt = _scene()
+    res = sfm.track_sfm(uv, np.ones(uv.shape[:2], bool), K, ba_iters=15, huber_px=0.5)
+    c, g = res.T_world_cam[:, :3, 3], T_gt[:, :3, 3]
+    s, R, t = weighted_umeyama(c, g)
+    ate = np.sqrt(((s * c @ R.T + t - g) ** 2).sum(1).mean())
+    path = np.linalg.norm(np.diff(g, axis=0), axis=1).sum()
+    assert ate / path < 0.01
+    assert res.rms_px < 0.6  # noise 0.3 px per axis
+    for k in range(len(g)):
+        dR = res.T_world_cam[k, :3, :3].T @ T_gt[k, :3, :3]
+        assert np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1))) < 1.0  # yaw/sideways ambiguity
+    no_ba = sfm.track_sfm(uv, np.ones(uv.shape[:2], bool), K, ba_iters=0, huber_px=0.5)
+    assert res.rms_px < no_ba.rms_px  # the bundle adjustment lowers the reprojection error
+
+
+def test_blend_weights_equal_dense_nearest_neighbours():
+    g = torch.Generator().manual_seed(0)
+    uv = torch.rand(3, 200, 2, generator=g) * torch.tensor([39.0, 29.0])
+    ok = torch.rand(3, 200, generator=g) > 0.3
+    ok[2] = False  # a frame without control points gets zero weights
+    index, weight = blend_weights(uv, ok, 30, 40, 8)
+    vv, uu = torch.meshgrid(torch.arange(30.0), torch.arange(40.0), indexing="ij")
+    pix = torch.stack([uu.reshape(-1), vv.reshape(-1)], -1)
+    for t in range(2):
+        sel = torch.nonzero(ok[t]).reshape(-1)
+        dist, nn = torch.topk(torch.cdist(pix, uv[t, sel]), 8, dim=1, largest=False)
+        bw = math.sqrt(30 * 40 / len(sel))
+        w = torch.exp(-dist ** 2 / (2 * bw * bw))
+        w = w / (w.sum(1, keepdim=True) + math.exp(-2.0))
+        assert torch.equal(index[t].sort(1).values, sel[nn].sort(1).values)
+        assert torch.allclose(weight[t].sort(1).values, w.sort(1).values, atol=1e-5)
+    assert float(weight[2].abs().sum()) == 0.0
+
+
+def test_multiview_depth_exact_on_translating_camera():
+    T, H, W = 4, 48, 64
+    Kp = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
+    T_wc = np.tile(np.eye(4), (T, 1, 1))
+    T_wc[:, 0, 3] = np.arange(T) * 0.1
+    Z = np.random.default_rng(0).uniform(2, 4, (H, W))
+    u, v = np.meshgrid(np.arange(W, dtype=float), np.arange(H, dtype=float))
+    items = []
+    for s in range(T):
+        for d in range(T):
+            if s != d:
+                dx = T_wc[d, 0, 3] - T_wc[s, 0, 3]
+                fl = np.stack([-60.0 * dx / Z, np.zeros_like(Z)]).astype(np.float32)
+                items.append((s, d, fl, np.ones((H, W), bool)))
+    depth, par = sfm.multiview_depth(T_wc, Kp, items, T, H, W)
+    assert np.nanmax(np.abs(depth - Z) / Z) < 1e-4
+    assert (par > 0).all()
+    with pytest.raises(Exception):
+        sfm.track_sfm(np.zeros((3, 5, 2)), np.ones((3, 5), bool), K)  # too few tracks: InputError
