@@ -226,7 +226,8 @@ class WindowProcessor:
 
         fl = FlowResult(list(flow.edges), np.stack([rs_flow(f) for f in flow.flow_fwd]),
                         np.stack([rs_flow(f) for f in flow.flow_bwd]),
-                        np.stack([rs_valid(v) for v in flow.valid_fwd]), np.stack([rs_valid(v) for v in flow.valid_bwd]))
+                        np.stack([rs_valid(v) for v in flow.valid_fwd]),
+                        np.stack([rs_valid(v) for v in flow.valid_bwd]))
         Ks = None
         if K is not None:
             Ks = np.array(K, np.float64)

@@ -59,7 +59,9 @@ def test_window_on_ground_truth_inputs(setup):
     c_est = sol.T_world_cam[:, :3, 3]
     s, R, t = weighted_umeyama(c_est, sc.T_world_cam[:, :3, 3])
     vis0 = sc.tracks.visible[0] & ~sc.track_dynamic
-    xyz_gt = sc.world_points(0)[np.rint(sc.tracks.xy[0, vis0, 1]).astype(int), np.rint(sc.tracks.xy[0, vis0, 0]).astype(int)]
+    rows = np.rint(sc.tracks.xy[0, vis0, 1]).astype(int)
+    cols = np.rint(sc.tracks.xy[0, vis0, 0]).astype(int)
+    xyz_gt = sc.world_points(0)[rows, cols]
     xyz = s * sol.tracks_xyz[0, vis0] @ R.T + t
     assert np.median(np.linalg.norm(xyz - xyz_gt, axis=1) / sc.depth.mean()) < 0.03
     assert sol.tracks.mobility is not None
@@ -69,7 +71,8 @@ def test_window_on_ground_truth_inputs(setup):
 
 def test_known_K_and_warm_start(setup):
     sc, flow, pw = setup
-    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0", "optim.init=pointmaps"])
+    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0",
+                                      "optim.init=pointmaps"])
     proc = WindowProcessor(cfg)
     first = proc.process(sc.images, sc.K, sc.tracks, flow=flow, pointmaps=pw)
     assert np.allclose(first.K, sc.K)
@@ -145,7 +148,8 @@ def test_nan_term_rolls_back_and_raises(setup, monkeypatch):
         return out * float("nan") if calls["n"] > 12 else out
 
     monkeypatch.setattr(L, "cts_loss", flaky)
-    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0", "optim.init=pointmaps"])
+    cfg = C4DConfig().with_overrides(["optim.fast_stage1_iters=30", "optim.fast_stage2_iters=0",
+                                      "optim.init=pointmaps"])
     with pytest.raises(OptimizationError) as err:
         WindowProcessor(cfg).process(sc.images, sc.K, None, flow=flow, pointmaps=pw)
     assert err.value.term == "cts"
