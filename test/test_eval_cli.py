@@ -143,3 +143,17 @@ def test_synthetic_ground_truth_writer_layout_scores_exactly(tmp_path):
     assert m["skipped"] == {} and m["pose"]["ate"]["rmse"] < 1e-6
     assert m["depth"]["all"]["abs_rel"] == 0.0 and m["masks"]["iou_mean"] == 1.0
     assert m["tracks2d"]["aj"] == 1.0 and m["tracks3d"]["epe_mean"] < 1e-4
+
+
+def test_shared_id_numbers_of_unrelated_tracks_are_not_trusted(dirs):
+    # a tracker numbering its tracks 0..N-1 like the ground truth, but tracking other points
+    pred, gt, g = dirs
+    with np.load(pred / "tracks.npz") as z:
+        tr = dict(z)
+    perm = np.roll(np.arange(tr["ids"].shape[0]), 1)
+    for key in ("xy", "visible", "xyz_world", "mobility"):
+        tr[key] = tr[key][:, perm]
+    np.savez(pred / "tracks.npz", **tr)  # same ids, every id now on another track's point
+    m = score_directory(pred, gt)
+    assert m["tracks2d"]["matching"].startswith("nearest")
+    assert m["tracks2d"]["aj"] > 0.9

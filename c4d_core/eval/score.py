@@ -14,9 +14,11 @@ frames without ground truth are counted as ``pred_unmatched``. :class:`InputErro
 a file cannot be read, when a matched pair has different resolutions, or when a part exists on both sides but not
 a single stamp matches. Poses are associated by nearest stamp within ``max_diff_s``.
 
-Predicted tracks are matched to ground-truth tracks by ``ids`` when they share ids; otherwise each ground-truth
-track is paired with the nearest predicted track (within ``match_px`` pixels) that is visible at the
-ground-truth query frame (its first visible frame), each predicted track used once.
+Predicted tracks are matched to ground-truth tracks by ``ids`` when they share ids *and* most tracks sharing an id
+are within ``match_px`` of each other at the ground-truth query frame (a tracker's ids and the ground truth's both
+count from 0, so shared numbers alone mean nothing); otherwise each ground-truth track is paired with the nearest
+predicted track (within ``match_px`` pixels) that is visible at the ground-truth query frame (its first visible
+frame), each predicted track used once. ``matched_tracks`` says how many were scored.
 """
 
 from __future__ import annotations
@@ -196,11 +198,24 @@ def _load_tracks(f: Path) -> dict:
     return d
 
 
+def _ids_agree(p: dict, g: dict, ip: np.ndarray, ig: np.ndarray, qf: np.ndarray, match_px: float) -> bool:
+    """True when most tracks sharing an id are also at the same place at the ground truth's query frame."""
+    agree = checked = 0
+    for a, b in zip(ip, ig):
+        t = qf[b]
+        if t < 0 or not p["visible"][t, a]:
+            continue
+        checked += 1
+        agree += bool(np.linalg.norm(p["xy"][t, a] - g["xy"][t, b]) <= match_px)
+    return checked > 0 and agree >= 0.5 * checked
+
+
 def _match_tracks(p: dict, g: dict, qf: np.ndarray, match_px: float) -> tuple:
     """Column indices ``(ip, ig)`` pairing predicted with ground-truth tracks, and the method used."""
     common, ip, ig = np.intersect1d(p["ids"], g["ids"], return_indices=True)
-    if len(common):
+    if len(common) and _ids_agree(p, g, ip, ig, qf, match_px):
         return ip, ig, "ids"
+    # ids absent or unrelated (a tracker's ids and the ground truth's both count from 0): match by position
     pairs_p, pairs_g, used = [], [], set()
     for j in np.argsort(qf):
         t = qf[j]
