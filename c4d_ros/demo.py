@@ -29,13 +29,17 @@ log = logging.getLogger(__name__)
 DEMO_SETTINGS = ("stream.width=256", "stream.height=192", "runtime.device=cpu")
 
 
-def format_metrics(metrics: Optional[Mapping[str, Any]]) -> str:
-    """Metrics dict -> an aligned two-column text table."""
-    from .report import flatten_metrics
+def format_metrics(metrics: Optional[Mapping[str, Any]], headline_only: bool = False) -> str:
+    """Metrics dict -> an aligned two-column text table (only the report's headline metrics when asked)."""
+    from .report import HEADLINE_METRICS, flatten_metrics
 
     if not metrics:
         return "(no metrics)"
-    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in flatten_metrics(metrics)]
+    flat = flatten_metrics(metrics)
+    if headline_only:
+        values = dict(flat)
+        flat = [(f"{label} [{key}]", values[key]) for label, key in HEADLINE_METRICS if key in values]
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in flat]
     w = max(len(k) for k, _ in rows)
     line = "-" * (w + 16)
     return "\n".join([line, f"{'metric':<{w}}  value", line] + [f"{k:<{w}}  {v}" for k, v in rows] + [line])
@@ -99,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(f"\nC4D demo: {summary['frames_out']} frames in {summary['total_s']:.1f} s "
           f"({summary['fps']:.2f} frames/s through the engine)")
-    print(format_metrics(summary.get("metrics")))
+    print(format_metrics(summary.get("metrics"), headline_only=True))
+    print(f"all metrics: {Path(args.out) / 'replay' / 'metrics.json'}")
     print(f"input bag:  {summary['bag']}")
     print(f"outputs:    {Path(args.out) / 'replay'}")
     print(f"report:     {summary.get('report')}")

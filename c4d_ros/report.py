@@ -22,7 +22,7 @@ from c4d_core.eval.trajectory import align_umeyama, associate
 
 from .bagio_reader import read_tum
 
-__all__ = ["write_report", "flatten_metrics"]
+__all__ = ["write_report", "flatten_metrics", "HEADLINE_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -250,14 +250,16 @@ details{margin-top:28px}summary{font-size:17px;font-weight:bold;cursor:pointer}"
 
 
 # (label, dotted metrics key) shown as headline cards at the top of the report
-_HEADLINE = (
+HEADLINE_METRICS = (
     ("ATE RMSE (Sim3)", "pose.ate.rmse"),
+    ("GT path length", "pose.gt_path_length"),
     ("RPE rotation deg/frame", "pose.rpe_1f.rot_deg.mean"),
     ("depth Abs Rel (static)", "depth.static.abs_rel"),
     ("depth delta<1.25", "depth.all.delta1"),
     ("motion-mask IoU", "masks.iou_mean"),
     ("TAP-Vid AJ", "tracks2d.aj"),
-    ("3D track EPE", "tracks3d.epe_median"),
+    ("3D track EPE (median)", "tracks3d.epe_median"),
+    ("tracks scored", "tracks2d.matched_tracks"),
 )
 
 
@@ -289,7 +291,7 @@ def write_report(out_dir: str | Path, metrics: Optional[Mapping[str, Any]] = Non
             f"<tr><th>{html.escape(k)}</th><td class=v>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>")
     if metrics:
         flat = dict(flatten_metrics(metrics))
-        key = [(label, flat[k]) for label, k in _HEADLINE if k in flat]
+        key = [(label, flat[k]) for label, k in HEADLINE_METRICS if k in flat]
         if key:
             sections.append("<h2>Summary</h2><div class=cards>" + "".join(
                 f"<div class=card><div class=cv>{_fmt(v)}</div><div class=cl>{html.escape(label)}</div></div>"
