@@ -11,7 +11,8 @@ reads ground-truth poses from ``/tf`` (+ ``/tf_static`` chains) or a TUM file::
             fr.rgb, fr.stamp_ns, fr.K
         stamps_ns, T_world_cam = bag.tf_trajectory(parent="world", child=None)   # child None = image frame
 
-Also :class:`BagWriter`, a small incremental rosbag2 MCAP writer (one connection per topic) used by ``c4d-replay``
+Also :class:`BagWriter`, an incremental rosbag2 MCAP writer (one connection per topic; written in segments so a killed
+writer leaves a readable bag, merged into one file on close) used by ``c4d-replay``
 and ``c4d-bag``. Every failure to read (corrupt or truncated bag, missing metadata, unknown message type) raises
 :class:`~c4d_core.errors.InputError` with the path and the reason.
 """
@@ -19,6 +20,9 @@ and ``c4d-bag``. Every failure to read (corrupt or truncated bag, missing metada
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -107,9 +111,16 @@ def _resolve_bag_path(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"bag not found: {path}")
     if path.is_dir():
+        unfinished = _unfinished_segments(path)
+        if unfinished:
+            log.warning("bag %s: writing was interrupted; its unfinished segment %s is ignored (only the segments "
+                        "closed before are read)", path, ", ".join(d.name for d in unfinished))
         if (path / "metadata.yaml").exists():
             return path
         files = sorted(list(path.glob("*.mcap")) + list(path.glob("*.db3")))
+        if not files and unfinished:
+            raise InputError(f"bag {path} is empty: writing was interrupted before its first segment was closed "
+                             f"(unfinished: {', '.join(d.name for d in unfinished)})")
         if len(files) == 1:
             log.warning("bag directory %s has no metadata.yaml: reading its single storage file %s", path,
                         files[0].name)
@@ -405,45 +416,191 @@ def read_tum(path: str | Path) -> Tuple[np.ndarray, np.ndarray]:
 
 
 # ============================================================================ incremental writer
-class BagWriter:
-    """Incremental rosbag2 MCAP writer (one connection per topic, CDR), as a context manager.
+def _unfinished_segments(path: Path) -> List[Path]:
+    """Segment directories ``path/<stem>/<stem>.mcap`` a :class:`BagWriter` left behind when it was killed."""
+    return sorted(d for d in path.iterdir() if d.is_dir() and (d / f"{d.name}.mcap").exists())
 
-    ``write(topic, msgtype, msg, stamp_ns)`` adds one message (log time = ``stamp_ns``). ``close()`` finalises the
-    bag (metadata.yaml); the directory must not exist yet. Message definitions come from ``distro``'s typestore and
-    are embedded, so readers without ROS decode the bag.
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _merge_metadata(parts: Sequence[dict]) -> dict:
+    """One rosbag2 ``metadata.yaml`` dict for several closed single-file segments (counts summed per topic)."""
+    infos = [p["rosbag2_bagfile_information"] for p in parts]
+    out = dict(infos[0])
+    starts = [int(i["starting_time"]["nanoseconds_since_epoch"]) for i in infos]
+    ends = [s + int(i["duration"]["nanoseconds"]) for s, i in zip(starts, infos)]
+    out["starting_time"] = {"nanoseconds_since_epoch": min(starts)}
+    out["duration"] = {"nanoseconds": max(0, max(ends) - min(starts))}
+    out["message_count"] = sum(int(i["message_count"]) for i in infos)
+    out["relative_file_paths"] = [f for i in infos for f in i["relative_file_paths"]]
+    out["files"] = [f for i in infos for f in i.get("files", [])]
+    topics: Dict[Tuple[str, str], dict] = {}
+    for i in infos:
+        for t in i["topics_with_message_count"]:
+            key = (t["topic_metadata"]["name"], t["topic_metadata"]["type"])
+            if key in topics:
+                topics[key]["message_count"] += int(t["message_count"])
+            else:
+                topics[key] = {"topic_metadata": dict(t["topic_metadata"]), "message_count": int(t["message_count"])}
+    out["topics_with_message_count"] = list(topics.values())
+    return {"rosbag2_bagfile_information": out}
+
+
+class BagWriter:
+    """Incremental rosbag2 MCAP writer (one connection per topic, CDR) that survives being killed; a context manager.
+
+    ``write(topic, msgtype, msg, stamp_ns)`` adds one message (log time = ``stamp_ns``); the directory must not exist
+    yet. Message definitions come from ``distro``'s typestore and are embedded, so readers without ROS decode the bag.
+
+    Crash safety: ``rosbags`` keeps the open MCAP chunk in memory and writes the summary and ``metadata.yaml`` only on
+    close, so the bag is written in *segments*. A segment is a complete single-file rosbag2 bag written in the
+    staging directory ``path/<name>_<k>/``; it is closed when it holds ``split_mib`` MiB of serialized messages, when
+    it has been open for ``split_s`` seconds (wall clock) or, when set, after ``split_messages`` messages. Its
+    ``.mcap`` is then moved to ``path/<name>_<k>.mcap`` and ``path/metadata.yaml`` is rewritten (temp file +
+    rename) listing every closed segment. A killed process (kill -9, ``os._exit``) therefore leaves a valid
+    multi-file rosbag2 bag with everything up to the last split; only the open segment (its staging directory,
+    which readers ignore) is lost. ``close()`` closes the last segment and, when there are several, merges them
+    into the single file ``path/<name>.mcap`` (messages copied raw, in log-time order), so a normal run gives one
+    ``.mcap`` + ``metadata.yaml`` as before. Every step of the merge leaves a readable bag.
+
+    Args:
+        path: bag directory to create.
+        distro: ROS 2 distro of the message definitions.
+        split_s: close the open segment after this many seconds (0 = never by time).
+        split_mib: close the open segment after this many MiB of serialized messages (0 = never by size).
+        split_messages: close the open segment after this many messages (0 = never by count).
+        merge_on_close: merge the segments into one ``.mcap`` on ``close()`` (False keeps the multi-file bag).
     """
 
-    def __init__(self, path: str | Path, distro: str = "humble") -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
+    def __init__(self, path: str | Path, distro: str = "humble", *, split_s: float = 10.0,
+                 split_mib: float = 64.0, split_messages: int = 0, merge_on_close: bool = True) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise InputError(f"output bag {self.path} already exists")
+        if split_s < 0 or split_mib < 0 or split_messages < 0:
+            raise InputError(f"BagWriter: split_s={split_s}, split_mib={split_mib} and split_messages="
+                             f"{split_messages} must be >= 0")
         self.typestore = typestore_for(distro)
         self.msgs = cv.rosbags_msgs(self.typestore)
-        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self._conns: Dict[str, Any] = {}
+        self.split_s = float(split_s)
+        self.split_bytes = int(split_mib * 2**20)
+        self.split_messages = int(split_messages)
+        self.merge_on_close = bool(merge_on_close)
         self.counts: Dict[str, int] = {}
+        self._types: Dict[str, str] = {}
+        self._seg: Any = None            # open rosbags Writer of the current segment
+        self._seg_conns: Dict[str, Any] = {}
+        self._seg_bytes = 0
+        self._seg_msgs = 0
+        self._seg_t0 = 0.0
+        self._closed_meta: List[dict] = []  # metadata.yaml dicts of the closed segments
         self._open = False
 
+    @property
+    def segments(self) -> List[Path]:
+        """The closed segment files so far (readable even if this process dies now)."""
+        return [self.path / f for m in self._closed_meta
+                for f in m["rosbag2_bagfile_information"]["relative_file_paths"]]
+
     def open(self) -> "BagWriter":
-        self._writer.open()
+        try:
+            self.path.mkdir(parents=True)
+        except FileExistsError:
+            raise InputError(f"output bag {self.path} already exists") from None
         self._open = True
         return self
 
+    def _start_segment(self) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        stage = self.path / f"{self.path.name}_{len(self._closed_meta)}"
+        self._seg = Writer(stage, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._seg.open()
+        self._seg_conns = {}
+        self._seg_bytes = self._seg_msgs = 0
+        self._seg_t0 = time.monotonic()
+
+    def _finish_segment(self) -> None:
+        """Close the open segment, move its .mcap into the bag and rewrite metadata.yaml atomically."""
+        import yaml
+
+        seg, self._seg = self._seg, None
+        if seg is None:
+            return
+        seg.close()
+        stage = seg.path
+        meta = yaml.safe_load((stage / "metadata.yaml").read_text("utf8"))
+        for name in meta["rosbag2_bagfile_information"]["relative_file_paths"]:
+            os.replace(stage / name, self.path / name)
+        self._closed_meta.append(meta)
+        _write_text_atomic(self.path / "metadata.yaml",
+                           yaml.safe_dump(_merge_metadata(self._closed_meta), sort_keys=False))
+        shutil.rmtree(stage, ignore_errors=True)
+        log.debug("bag %s: segment %d closed (%d messages)", self.path, len(self._closed_meta), self._seg_msgs)
+
     def write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> None:
-        conn = self._conns.get(topic)
+        """Add one message (``msg`` a rosbags message of ``msgtype``) on ``topic`` with log time ``stamp_ns``."""
+        if not self._open:
+            raise InputError(f"output bag {self.path} is not open (use 'with BagWriter(...) as bag')")
+        known = self._types.setdefault(topic, msgtype)
+        if known != msgtype:
+            raise InputError(f"topic {topic} already carries {known}, cannot write {msgtype}")
+        data = self.typestore.serialize_cdr(msg, msgtype)
+        if self._seg is None:
+            self._start_segment()
+        conn = self._seg_conns.get(topic)
         if conn is None:
-            conn = self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
-        elif conn.msgtype != msgtype:
-            raise InputError(f"topic {topic} already carries {conn.msgtype}, cannot write {msgtype}")
-        self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
+            conn = self._seg_conns[topic] = self._seg.add_connection(topic, msgtype, typestore=self.typestore)
+        self._seg.write(conn, int(stamp_ns), data)
         self.counts[topic] = self.counts.get(topic, 0) + 1
+        self._seg_bytes += len(data)
+        self._seg_msgs += 1
+        if ((self.split_messages and self._seg_msgs >= self.split_messages)
+                or (self.split_bytes and self._seg_bytes >= self.split_bytes)
+                or (self.split_s and time.monotonic() - self._seg_t0 >= self.split_s)):
+            self._finish_segment()
+
+    def _merge(self) -> None:
+        """Copy the closed segments into one file ``<name>.mcap``; each step leaves a readable bag."""
+        from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+        parts = self.segments
+        stage = self.path / self.path.name
+        with Reader(self.path) as reader:
+            w = Writer(stage, version=9, storage_plugin=StoragePlugin.MCAP)
+            w.open()
+            conns: Dict[int, Any] = {}
+            for c in reader.connections:
+                key = (c.topic, c.msgtype)
+                same = next((x for x in conns.values() if (x.topic, x.msgtype) == key), None)
+                conns[c.id] = same or w.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
+            for c, t, raw in reader.messages():
+                w.write(conns[c.id], t, raw)
+            w.close()
+        os.replace(stage / f"{stage.name}.mcap", self.path / f"{stage.name}.mcap")
+        os.replace(stage / "metadata.yaml", self.path / "metadata.yaml")  # now lists the merged file only
+        shutil.rmtree(stage, ignore_errors=True)
+        for p in parts:
+            p.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._writer.close()
+        """Finish the bag: close the open segment and (``merge_on_close``) merge the segments into one file."""
+        if not self._open:
+            return
+        self._open = False
+        self._finish_segment()
+        if not self._closed_meta:  # nothing written: an empty but valid bag
+            self._start_segment()
+            self._finish_segment()
+        if self.merge_on_close and len(self._closed_meta) > 1:
+            self._merge()
 
     def __enter__(self) -> "BagWriter":
         return self.open()

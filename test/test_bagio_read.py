@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -157,3 +158,64 @@ def test_read_tum_errors(tmp_path):
     p.write_text("1.0 0 0 0 0 0 1\n")
     with pytest.raises(InputError, match=":1: TUM rows need 8 values"):
         read_tum(p)
+
+
+def _segmented(path, n=7, **kw):
+    """n images + camera_infos through a BagWriter with the given split policy; returns the writer (closed)."""
+    with BagWriter(path, **kw) as w:
+        for k in range(n):
+            t = 1_000_000_000 + k * 100_000_000
+            w.write("/cam/image_raw", "sensor_msgs/msg/Image",
+                    rgb_to_image(w.msgs, np.full((48, 64, 3), k, np.uint8), t, "cam"), t)
+            K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+            w.write("/cam/camera_info", "sensor_msgs/msg/CameraInfo", K_to_camera_info(w.msgs, K, 64, 48, t, "cam"), t)
+            if kw.get("split_s"):
+                time.sleep(kw["split_s"] * 1.5)
+    return w
+
+
+@pytest.mark.parametrize("policy", [{"split_messages": 3}, {"split_s": 0.02}, {"split_mib": 0.02}])
+def test_writer_segments_are_merged_into_one_file_on_close(tmp_path, policy):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    w = _segmented(tmp_path / "out", **policy)
+    assert len(w._closed_meta) >= 3  # the policy did split (the staging files were merged afterwards)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["metadata.yaml", "out.mcap"]
+    with BagReader(tmp_path / "out") as b:
+        assert b.num_images == 7 and b.camera_info_topic == "/cam/camera_info"
+        frames = list(b.frames())
+    assert [int(f.rgb[0, 0, 0]) for f in frames] == list(range(7))
+    assert all(f.K is not None and f.K[0, 0] == 50.0 for f in frames)
+    with open(tmp_path / "out" / "out.mcap", "rb") as fh:
+        stamps = [m.log_time for _, ch, m, dec in make_reader(fh, decoder_factories=[DecoderFactory()])
+                  .iter_decoded_messages(topics=["/cam/image_raw"])]
+    assert stamps == [1_000_000_000 + k * 100_000_000 for k in range(7)]
+
+
+def test_writer_without_merge_keeps_a_multi_file_bag(tmp_path):
+    from rosbags.highlevel import AnyReader
+
+    w = _segmented(tmp_path / "out", split_messages=4, merge_on_close=False)
+    assert [p.name for p in w.segments] == [f"out_{k}.mcap" for k in range(4)]  # 14 messages, 4 per segment
+    with AnyReader([tmp_path / "out"]) as r:
+        counts = {}
+        for c, _, _ in r.messages():
+            counts[c.topic] = counts.get(c.topic, 0) + 1
+    assert counts == {"/cam/image_raw": 7, "/cam/camera_info": 7}
+
+
+def test_writer_errors(tmp_path):
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        BagWriter(tmp_path / "exists")
+    with pytest.raises(InputError, match=">= 0"):
+        BagWriter(tmp_path / "x", split_s=-1)
+    with BagWriter(tmp_path / "y") as w:
+        w.write("/a", "sensor_msgs/msg/Image", rgb_to_image(w.msgs, np.zeros((4, 4, 3), np.uint8), 1, "c"), 1)
+        with pytest.raises(InputError, match="already carries"):
+            w.write("/a", "sensor_msgs/msg/CameraInfo",
+                    K_to_camera_info(w.msgs, np.eye(3), 4, 4, 1, "c"), 1)
+    with pytest.raises(InputError, match="not open"):
+        w.write("/a", "sensor_msgs/msg/Image", rgb_to_image(w.msgs, np.zeros((4, 4, 3), np.uint8), 2, "c"), 2)
