@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import cv2
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,48 @@ def test_multiview_depth_exact_on_translating_camera():
     assert (par > 0).all()
     with pytest.raises(Exception):
         sfm.track_sfm(np.zeros((3, 5, 2)), np.ones((3, 5), bool), K)  # too few tracks: InputError
+
+
+def _rot_tracks(R_list, t_list, n=80, seed=0):
+    """Tracks of random points 2-6 m away seen by cameras ``T_world_cam = (R, t)``; K of a 96x72 image."""
+    from scipy.spatial.transform import Rotation as _R
+
+    rng = np.random.default_rng(seed)
+    K = np.array([[83.0, 0, 47.5], [0, 83.0, 35.5], [0, 0, 1.0]])
+    X = np.stack([rng.uniform(-2, 2, n), rng.uniform(-1.5, 1.5, n), rng.uniform(2, 6, n)], 1)
+    T = np.tile(np.eye(4), (len(R_list), 1, 1))
+    uv = np.zeros((len(R_list), n, 2))
+    for k, (rv, t) in enumerate(zip(R_list, t_list)):
+        T[k, :3, :3] = _R.from_rotvec(rv).as_matrix()
+        T[k, :3, 3] = t
+        Xc = (X - T[k, :3, 3]) @ T[k, :3, :3]
+        uv[k] = (Xc[:, :2] / Xc[:, 2:]) * 83.0 + K[:2, 2]
+    return T, uv + rng.normal(0, 0.2, uv.shape), np.ones(uv.shape[:2], bool), K
+
+
+def test_check_rotations_rejects_wrong_rotations_under_pure_rotation():
+    from c4d_core.optim.sfm import LowParallaxError, check_rotations, rotation_parallax
+
+    rv = [np.array([0, a, 0.3 * a]) for a in np.linspace(0, 0.08, 4)]
+    T, uv, ok, K = _rot_tracks(rv, [np.array([0.003 * k, 0, 0]) for k in range(4)])
+    par, frac, Rs = rotation_parallax(uv, ok, K)
+    assert par < 0.5 and frac > 0.9
+    for k in range(4):  # rotation-only fit recovers camera 0 -> k within 0.3 deg
+        R_true = T[k, :3, :3].T @ T[0, :3, :3]
+        c = (np.trace(R_true.T @ Rs[k]) - 1) / 2
+        assert np.degrees(np.arccos(np.clip(c, -1, 1))) < 0.3
+    assert check_rotations(T, uv, ok, K, depth=4.0) < 1.0  # the right poses pass
+    bad = T.copy()
+    bad[2, :3, :3] = bad[2, :3, :3] @ cv2.Rodrigues(np.array([0.0, 0.4, 0.0]))[0]  # 23 deg off, big fake baseline
+    bad[2, :3, 3] = [1.5, 0.0, 0.5]
+    with pytest.raises(LowParallaxError, match="rotation"):
+        check_rotations(bad, uv, ok, K, depth=4.0)
+
+
+def test_check_rotations_does_not_apply_with_real_parallax():
+    from c4d_core.optim.sfm import check_rotations
+
+    T, uv, ok, K = _rot_tracks([np.zeros(3)] * 4, [np.array([0.15 * k, 0, 0]) for k in range(4)])
+    wrong = T.copy()
+    wrong[1:, :3, :3] = cv2.Rodrigues(np.array([0.0, 0.3, 0.0]))[0]
+    assert check_rotations(wrong, uv, ok, K, depth=4.0) == 0.0  # parallax of tens of px: the guard stays out

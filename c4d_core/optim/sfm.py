@@ -19,11 +19,12 @@ from scipy.optimize import least_squares
 from scipy.sparse import coo_matrix
 from scipy.spatial.transform import Rotation
 
-from ..errors import InputError
+from ..errors import InputError, OptimizationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrackSfM", "track_sfm", "multiview_depth"]
+__all__ = ["TrackSfM", "LowParallaxError", "track_sfm", "rotation_parallax", "check_rotations",
+           "multiview_depth"]
 
 _MIN_POINTS = 12
 
@@ -75,6 +76,133 @@ def _angle_ok(Rt: list, a: int, b: int, X: np.ndarray, min_deg: float) -> np.nda
     vb = X - cb
     cos = np.sum(va * vb, 1) / np.maximum(np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1), 1e-12)
     return np.degrees(np.arccos(np.clip(cos, -1, 1))) >= min_deg
+
+
+class LowParallaxError(OptimizationError):
+    """The static tracks are explained by a pure camera rotation: translation and depth are unobservable.
+
+    Derives from :class:`OptimizationError` (not :class:`InputError`), so the window is reported invalid rather than
+    initialised from pointmaps that are just as degenerate.
+    """
+
+
+def _bearings(K: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Unit rays ``N 3`` of pixels ``N 2``."""
+    r = np.stack([(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(uv))], 1)
+    return r / np.linalg.norm(r, axis=1, keepdims=True)
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotation ``3 3`` minimising ``sum |b - R a|^2`` over rays ``N 3``."""
+    U, _, Vt = np.linalg.svd(b.T @ a)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def _rot_residual(K: np.ndarray, R: np.ndarray, ra: np.ndarray, uv_b: np.ndarray) -> np.ndarray:
+    """Pixel distance ``N`` between ``uv_b`` and the rays ``ra`` rotated by ``R`` and projected (infinite depth)."""
+    q = ra @ R.T
+    z = np.where(q[:, 2] > 1e-9, q[:, 2], np.nan)
+    uv = np.stack([K[0, 0] * q[:, 0] / z + K[0, 2], K[1, 1] * q[:, 1] / z + K[1, 2]], 1)
+    return np.nan_to_num(np.linalg.norm(uv - uv_b, axis=1), nan=1e9)
+
+
+def rotation_parallax(uv: np.ndarray, ok: np.ndarray, K: np.ndarray, ref: int = 0, inlier_px: float = 1.5,
+                      iters: int = 64, seed: int = 0) -> tuple[float, float, np.ndarray]:
+    """Parallax left after compensating a pure rotation between frame ``ref`` and every other frame.
+
+    For each frame ``k`` a rotation ``R_k`` (rays of ``ref`` -> rays of ``k``) is fitted to the tracks seen in both
+    frames (2-point RANSAC, inliers within ``inlier_px``, then least squares on the inliers). Static scene points
+    seen from one camera centre obey this model exactly; translation leaves a residual that grows with baseline
+    over depth.
+
+    Args:
+        uv: ``T N 2`` track positions; ok: ``T N`` usable observations; K: ``3 3``.
+    Returns:
+        ``(parallax_px, inlier_frac, R)``: the largest (over frames) median pixel residual of the rotation model over
+        the shared tracks, the smallest inlier fraction, and the fitted ``T 3 3`` rotations ``R_k`` (camera ``ref`` ->
+        camera ``k``; identity where a frame shares fewer than 8 tracks with ``ref``, which is then skipped).
+    """
+    T = uv.shape[0]
+    rng = np.random.default_rng(seed)
+    Rs = np.tile(np.eye(3), (T, 1, 1))
+    par, frac = 0.0, 1.0
+    for k in range(T):
+        if k == ref:
+            continue
+        both = ok[ref] & ok[k]
+        m = int(both.sum())
+        if m < 8:
+            continue
+        ra, rb, ub = _bearings(K, uv[ref, both]), _bearings(K, uv[k, both]), uv[k, both]
+        best_in, best_cnt = None, -1
+        for _ in range(iters):
+            pick = rng.choice(m, 2, replace=False)
+            R = _kabsch(ra[pick], rb[pick])
+            inl = _rot_residual(K, R, ra, ub) < inlier_px
+            c = int(inl.sum())
+            if c > best_cnt:
+                best_in, best_cnt = inl, c
+        if best_cnt < 3:
+            frac = 0.0
+            continue
+        R = _kabsch(ra[best_in], rb[best_in])
+        res = _rot_residual(K, R, ra, ub)
+        inl = res < inlier_px
+        if inl.sum() >= 3:
+            R = _kabsch(ra[inl], rb[inl])
+            res = _rot_residual(K, R, ra, ub)
+            inl = res < inlier_px
+        Rs[k] = R
+        frac = min(frac, float(inl.mean()))
+        par = max(par, float(np.median(res)))  # over all shared tracks: robust while most are static
+    return par, frac, Rs
+
+
+def check_rotations(T_world_cam: np.ndarray, uv: np.ndarray, valid: np.ndarray, K: np.ndarray, depth: float,
+                    tol_deg: float = 3.0, max_parallax_px: float = 1.0, max_bias_deg: float = 5.0) -> float:
+    """Reject window poses whose rotations contradict the rotation-only fit of the tracks (near-pure rotation).
+
+    With a short baseline the essential matrix and two-view pointmaps are degenerate and an initialisation can
+    end with rotations wrong by tens of degrees while every loss is small. The rotation between frame 0 and each
+    other frame is estimated from the tracks alone (:func:`rotation_parallax`); that estimate is exact for a pure
+    rotation and biased by at most about ``|t| / depth`` radians otherwise. When the rotation model explains the
+    tracks (median residual below ``max_parallax_px``) and a pose rotation differs from it by more than
+    ``tol_deg + min(degrees(|t_k| / depth), max_bias_deg)``, :class:`LowParallaxError` is raised (a
+    translation large enough to bias the fit by more would leave a residual above ``max_parallax_px`` unless the
+    scene is nearly planar).
+
+    Args:
+        T_world_cam: ``T 4 4`` solved poses; uv: ``T N 2`` tracks; valid: ``T N``; K: ``3 3``;
+        depth: a typical (median) scene depth in the poses' scale.
+    Returns:
+        the largest rotation disagreement in degrees (0 when the check does not apply).
+    """
+    uv = np.asarray(uv, np.float64)
+    ok = np.asarray(valid, bool) & np.isfinite(uv).all(-1)
+    if uv.shape[0] < 2 or ok.sum(0).max(initial=0) < 2:
+        return 0.0
+    par, frac, Rs = rotation_parallax(uv, ok, K)
+    if not (par < max_parallax_px and frac >= 0.5):
+        return 0.0
+    T = np.asarray(T_world_cam, np.float64)
+    worst = 0.0
+    for k in range(1, len(T)):
+        if int((ok[0] & ok[k]).sum()) < 8:
+            continue
+        T_k0 = np.linalg.inv(T[k]) @ T[0]  # camera 0 -> camera k, the same direction as ``Rs[k]``
+        c = (np.trace(T_k0[:3, :3].T @ Rs[k]) - 1.0) / 2.0
+        ang = float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+        base = float(np.linalg.norm(T[k, :3, 3] - T[0, :3, 3]))
+        bias = float(np.degrees(base / depth)) if depth > 0 and np.isfinite(depth) else max_bias_deg
+        allow = tol_deg + min(bias, max_bias_deg)
+        worst = max(worst, ang)
+        if ang > allow:
+            raise LowParallaxError(
+                f"near-pure rotation: frame {k} rotation differs by {ang:.1f} deg from the rotation-only fit of "
+                f"the tracks (residual {par:.2f} px, allowed {allow:.1f} deg); window poses unreliable",
+                term="rotation")
+    return worst
 
 
 def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional[np.ndarray] = None,
