@@ -306,6 +306,9 @@ class MotionConfig(_Section):
                                "320 px width; 0 = off)", lo=0, hi=64)
     refine_eps: float = _f(1e-3, "guided-filter regulariser (grey levels in [0, 1], squared)", lo=0.0, lo_open=True)
     min_region_px: int = _f(20, "drop mask components smaller than this many pixels", lo=0)
+    cache_pairs: int = _f(0, "reuse pair models / dense residuals of pairs seen in an earlier window (LRU size; "
+                             "0 = off: the previous window's tracks give worse models at low resolution, "
+                             "stream ATE 0.05 -> 0.10 at 128x96, W=8)", lo=0)
 
 
 @dataclass(frozen=True)

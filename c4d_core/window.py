@@ -21,10 +21,10 @@ import torch.nn.functional as Fnn
 
 from .config import C4DConfig
 from .errors import InputError
-from .motion import MotionResult, compute_motion
+from .motion import MotionResult, PairMotionCache, compute_motion
 from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
 from .optim.init import InitResult, fit_edge_similarities
-from .optim.sfm import multiview_depth, track_sfm
+from .optim.sfm import check_rotations, multiview_depth, track_sfm
 from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shape, validate_K
 
 log = logging.getLogger(__name__)
@@ -187,13 +187,16 @@ class WindowProcessor:
         # per-pair cache across overlapping windows: (id_i, id_j) -> flow tuple / directed pointmap tuple
         self._flow_cache: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
         self._pm_cache: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+        self._motion_cache = PairMotionCache(cfg.motion.cache_pairs)
+        self._cache_ids: Optional[list] = None
         self._cache_K: Optional[tuple] = None
         self.last_init: str = ""
 
     def clear_cache(self) -> None:
-        """Forget cached per-pair flow and pointmaps (call when frame ids restart)."""
+        """Forget cached per-pair flow, pointmaps and motion models (call when frame ids restart)."""
         self._flow_cache.clear()
         self._pm_cache.clear()
+        self._motion_cache.clear()
 
     def _cache_put(self, cache: "collections.OrderedDict", key: tuple, value: tuple) -> None:
         cache[key] = value
@@ -250,6 +253,7 @@ class WindowProcessor:
         if kkey != self._cache_K:
             self.clear_cache()
             self._cache_K = kkey
+        self._cache_ids = ids
         edges = self.pair_edges(T)
         miss = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._flow_cache]
         t0 = time.perf_counter()
@@ -375,7 +379,11 @@ class WindowProcessor:
             flow = FlowResult(flow.edges, np.nan_to_num(flow.flow_fwd, nan=0.0, posinf=0.0, neginf=0.0),
                               np.nan_to_num(flow.flow_bwd, nan=0.0, posinf=0.0, neginf=0.0),
                               flow.valid_fwd & ok_f, flow.valid_bwd & ok_b)
-        motion = compute_motion(flow, T, self.cfg.motion, tracks, images=images)
+        keys = None
+        if cached and self._cache_ids is not None and self.cfg.motion.cache_pairs > 0:
+            keys = [(self._cache_ids[i], self._cache_ids[j]) for i, j in edges]
+        motion = compute_motion(flow, T, self.cfg.motion, tracks, images=images, pair_keys=keys,
+                                cache=self._motion_cache if keys is not None else None)
         timings["masks"] = time.perf_counter() - t0
         if tracks.mobility is None and motion.mobility is not None:
             tracks = Tracks(tracks.ids, tracks.xy, tracks.visible, tracks.confidence, motion.mobility)
@@ -598,6 +606,8 @@ class WindowProcessor:
         Ks[:, 0, 2], Ks[:, 1, 2] = pp_proc
         if K is not None:
             Ks[:] = K
+        if n_tr and T >= 2 and np.isfinite(depth[0]).any():  # near-pure rotation guard (issue 10)
+            check_rotations(poses, tracks.xy, tracks.visible, Ks[0], float(np.nanmedian(depth[0])))
         if conf_full is not None:
             confidence = conf_full
         else:

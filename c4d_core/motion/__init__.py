@@ -5,6 +5,7 @@ from __future__ import annotations
 from .masks import (
     MotionResult,
     PairModel,
+    PairMotionCache,
     compute_motion,
     estimate_track_mobility,
     fit_pair_model,
@@ -19,6 +20,7 @@ from .masks import (
 __all__ = [
     "MotionResult",
     "PairModel",
+    "PairMotionCache",
     "compute_motion",
     "estimate_track_mobility",
     "fit_pair_model",

@@ -21,6 +21,7 @@ frames of each edge, mapped to a probability (0.5 at the threshold).
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -322,13 +323,66 @@ def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], thresho
             per[t, both] = np.where(np.isnan(cur), p, np.fmax(cur, p))
     has = ~np.isnan(per)
     track_level = np.zeros(N, np.float32)
-    for n in np.flatnonzero(has.any(0)):
-        track_level[n] = np.quantile(per[has[:, n], n], 0.9)
+    cols = np.flatnonzero(has.any(0))
+    if len(cols):
+        # per-track 90th percentile over the frames with evidence (NaN elsewhere), all tracks at once
+        srt = np.sort(per[:, cols].astype(np.float64), axis=0)  # NaN sorts last
+        pos = 0.9 * (has[:, cols].sum(0) - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.ceil(pos).astype(np.int64)
+        k = np.arange(len(cols))
+        track_level[cols] = srt[lo, k] + (srt[hi, k] - srt[lo, k]) * (pos - lo)
     return np.where(has, per, track_level[None, :]).astype(np.float32)
 
 
+class PairMotionCache:
+    """Bounded LRU cache of the per-pair part of :func:`compute_motion` across overlapping windows.
+
+    An entry, keyed by the caller's pair key (e.g. ``((id_i, fingerprint_i), (id_j, fingerprint_j))``), holds the
+    pair's final :class:`PairModel` (threshold included) and its two dense residual maps (``H W`` float32, forward
+    for frame i and backward for frame j, 0 where the flow gives no evidence). Only the union, the clean-up and the
+    track mobility are recomputed per window.
+
+    Args:
+        max_pairs: the most pairs kept (oldest dropped first); 0 disables the cache.
+    """
+
+    def __init__(self, max_pairs: int) -> None:
+        self.max_pairs = max(0, int(max_pairs))
+        self._d: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        """Forget every pair."""
+        self._d.clear()
+
+    def get(self, key) -> Optional[tuple]:
+        """``(model, r_fwd, r_bwd)`` of a pair, or None."""
+        v = self._d.get(key)
+        if v is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._d.move_to_end(key)
+        return v
+
+    def put(self, key, model: PairModel, r_fwd: np.ndarray, r_bwd: np.ndarray) -> None:
+        """Store a pair (dropping the oldest pairs beyond ``max_pairs``)."""
+        if self.max_pairs == 0:
+            return
+        self._d[key] = (model, r_fwd, r_bwd)
+        self._d.move_to_end(key)
+        while len(self._d) > self.max_pairs:
+            self._d.popitem(last=False)
+
+
 def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks: Optional[Tracks] = None,
-                   images: Optional[np.ndarray] = None) -> MotionResult:
+                   images: Optional[np.ndarray] = None, *, pair_keys: Optional[Sequence] = None,
+                   cache: Optional[PairMotionCache] = None) -> MotionResult:
     """Correspondence-guided motion masks of a window (and geometric track mobility).
 
     Args:
@@ -339,6 +393,10 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             track is a candidate (LMedS rejects the movers) and mobility is estimated here.
         images: ``T H W 3`` uint8 frames; when given (and ``cfg.refine_radius_px > 0``) each mask is snapped to the
             image edges with a guided filter (DIS-style flow bleeds a few pixels over motion boundaries).
+        pair_keys: one hashable key per flow edge naming the pair independently of the window (global frame ids and
+            image fingerprints); with ``cache`` the model and dense residuals of a pair seen before are reused
+            (the flow of a key must not change).
+        cache: a :class:`PairMotionCache` (used only together with ``pair_keys``).
     Returns:
         :class:`MotionResult` with ``T H W`` masks.
     """
@@ -349,17 +407,40 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
                              f"{num_frames}-frame window")
     if tracks is not None:
         check_shape("tracks.xy", tracks.xy, "T N 2", {"T": num_frames})
+    if pair_keys is not None and len(pair_keys) != E:
+        raise InputError(f"pair_keys has {len(pair_keys)} keys for {E} flow edges")
+    use_cache = cache is not None and pair_keys is not None and cache.max_pairs > 0
+    hits: dict = {}
+    if use_cache:
+        for e, (i, j) in enumerate(flow.edges):
+            v = cache.get(pair_keys[e])
+            if v is not None:
+                m0 = v[0]
+                hits[e] = (PairModel((int(i), int(j)), m0.kind, m0.matrix, m0.num_static, m0.reason,
+                                     m0.threshold_px), v[1], v[2])
     thr = sampson_threshold_px(cfg, W)
     # flow / tracker noise in pixels does not shrink below the reference width: the floor only grows with it
     floor = float(cfg.min_threshold_px) * max(1.0, float(W) / _REFERENCE_WIDTH)
     grid_step = max(4, int(round(W / 40)))
 
+    last_fit: dict = {}  # edge -> (uv_i, uv_j, model): an unchanged static set is not fitted again
+
     def fit_all(static: Optional[np.ndarray]) -> list[PairModel]:
         models = []
         for e, (i, j) in enumerate(flow.edges):
+            if e in hits:
+                models.append(hits[e][0])
+                continue
             uv_i, uv_j, source = _static_correspondences(tracks, static, i, flow.flow_fwd[e], flow.valid_fwd[e],
                                                          cfg.min_static_tracks, grid_step)
-            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor)
+            prev = last_fit.get(e)
+            if prev is not None and np.array_equal(prev[0], uv_i) and np.array_equal(prev[1], uv_j):
+                m0 = prev[2]
+                m = PairModel(m0.edge, m0.kind, m0.matrix, m0.num_static, m0.reason, m0.threshold_px)
+            else:
+                m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor)
+                last_fit[e] = (uv_i, uv_j, PairModel(m.edge, m.kind, m.matrix, m.num_static, m.reason,
+                                                     m.threshold_px))
             if source != "tracks":
                 m.reason = (m.reason + "; " if m.reason else "") + "too few static tracks, flow grid used"
                 log.debug("edge %s: too few static tracks; correspondences sampled from the flow", (i, j))
@@ -385,10 +466,19 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     evidence = np.zeros((num_frames, H, W), bool)
     residual = np.zeros((num_frames, H, W), np.float32)
     for e, m in enumerate(models):
+        i, j = m.edge
+        if e in hits:
+            if m.kind != "none":
+                for frame, r, valid in ((i, hits[e][1], flow.valid_fwd[e]), (j, hits[e][2], flow.valid_bwd[e])):
+                    raw[frame] |= r > m.threshold_px
+                    evidence[frame] |= valid
+                    np.maximum(residual[frame], r, out=residual[frame])
+            continue
         if m.kind == "none":
             log.info("edge %s gives no motion evidence (%s)", m.edge, m.reason)
+            if use_cache:
+                cache.put(pair_keys[e], m, None, None)
             continue
-        i, j = m.edge
         if cfg.threshold_mode == "adaptive":
             # the dense residual's own noise (flow noise on weak texture exceeds that at tracked corners);
             # robust to movers covering less than half of the consistent pixels
@@ -396,14 +486,18 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             r_fwd = model_residual_px(m, sub, sub + np.moveaxis(flow.flow_fwd[e][:, ::2, ::2], 0, -1))
             ok = flow.valid_fwd[e][::2, ::2]
             m.threshold_px = max(m.threshold_px, robust_threshold_px(r_fwd[ok], cfg, thr, m.threshold_px))
+        rs = []
         for frame, fl, valid, model in ((i, flow.flow_fwd[e], flow.valid_fwd[e], m),
                                         (j, flow.flow_bwd[e], flow.valid_bwd[e], m.reversed())):
             target = grid + np.moveaxis(fl, 0, -1)
             r = model_residual_px(model, grid, target)
-            r = np.where(valid & np.isfinite(r), r, 0.0)
+            r = np.where(valid & np.isfinite(r), r, 0.0).astype(np.float32)
             raw[frame] |= r > model.threshold_px
             evidence[frame] |= valid
             np.maximum(residual[frame], r, out=residual[frame])
+            rs.append(r)
+        if use_cache:
+            cache.put(pair_keys[e], m, rs[0], rs[1])
     radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
     if images is not None and radius > 0:
         check_shape("images", images, "T H W 3", {"T": num_frames, "H": H, "W": W})
