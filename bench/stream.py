@@ -4,8 +4,9 @@
 
 A clip of ``--clip`` frames is rendered once with a camera that walks forward; longer streams play it back and forth
 (0..n-1, n-2..0, 1..): the camera walks forward, turns back and walks again, the images stay continuous and the ground
-truth is exact (a clip repeated from its start would make the camera jump back visually while its pose goes on). Reports processed frames/s, latency p50/p95 (push -> result), ATE (Sim(3)) over
-path length for the whole stream, and resident memory at 500/1000/2000 frames (it must plateau).
+truth is exact (a clip repeated from its start would make the camera jump back visually while its pose goes on).
+Reports processed frames/s, latency p50/p95 (push -> result), ATE (Sim(3)) over path length for the whole stream,
+and resident memory at 500/1000/2000 frames (it must plateau).
 """
 
 from __future__ import annotations

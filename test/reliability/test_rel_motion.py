@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from c4d_core.stream import Reconstructor
 from c4d_core.synthetic import SceneSpec, render_scene
