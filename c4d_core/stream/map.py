@@ -72,10 +72,9 @@ class StaticMap:
         keys = _voxel_keys(xyz, self.voxel_size)
         ukeys, inv = np.unique(keys, return_inverse=True)
         n_u = ukeys.shape[0]
-        xyz_sum = np.zeros((n_u, 3))
-        rgb_sum = np.zeros((n_u, 3))
-        np.add.at(xyz_sum, inv, xyz)
-        np.add.at(rgb_sum, inv, rgb)
+        inv = inv.reshape(-1)
+        xyz_sum = np.stack([np.bincount(inv, weights=xyz[:, a], minlength=n_u) for a in range(3)], 1)
+        rgb_sum = np.stack([np.bincount(inv, weights=rgb[:, a], minlength=n_u) for a in range(3)], 1)
         count = np.bincount(inv, minlength=n_u).astype(np.int64)
 
         pos = np.searchsorted(self._keys, ukeys)

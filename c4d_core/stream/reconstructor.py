@@ -430,7 +430,7 @@ class Reconstructor:
         step = mcfg.point_stride
         H, W = depth.shape[1:]
         vs, us = np.mgrid[0:H:step, 0:W:step]
-        dyn_xyz, dyn_rgb = [], []
+        dyn_xyz, dyn_rgb, st_xyz, st_rgb = [], [], [], []
         newest = set(pos_new[-mcfg.dynamic_frames:])
         for p in pos_new:
             d = depth[p][vs, us]
@@ -443,11 +443,14 @@ class Reconstructor:
             pts = np.stack([x, y, d], -1) @ T_world[p][:3, :3].T + T_world[p][:3, 3]
             rgb = images[p][vs, us]
             st = ok & ~m & (c >= mcfg.confidence_threshold)
-            self._map.insert(pts[st].reshape(-1, 3), rgb[st].reshape(-1, 3))
+            st_xyz.append(pts[st].reshape(-1, 3))
+            st_rgb.append(rgb[st].reshape(-1, 3))
             if p in newest:
                 dm = ok & m
                 dyn_xyz.append(pts[dm].reshape(-1, 3))
                 dyn_rgb.append(rgb[dm].reshape(-1, 3))
+        if st_xyz:  # one fusion per window: the map's sort/merge cost is paid once, not once per frame
+            self._map.insert(np.concatenate(st_xyz), np.concatenate(st_rgb))
         dyn_cloud = (PointCloud(np.concatenate(dyn_xyz).astype(np.float32), np.concatenate(dyn_rgb).astype(np.uint8))
                      if dyn_xyz else PointCloud.empty())
         return self._map.cloud(), dyn_cloud
