@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from c4d_core.config import C4DConfig
-from c4d_core.optim._lie import weighted_umeyama
+from c4d_core.geometry import umeyama_np
 from c4d_core.window import WindowProcessor
 
 
 def _metrics(sol, T_gt, depth_gt, dyn_gt):
     c_est, c_gt = sol.T_world_cam[:, :3, 3], T_gt[:, :3, 3]
-    s, R, t = weighted_umeyama(c_est, c_gt)
+    s, R, t = umeyama_np(c_est, c_gt)
     ate = float(np.sqrt((np.linalg.norm(s * c_est @ R.T + t - c_gt, axis=1) ** 2).mean()))
     length = float(np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum())
     rel = []

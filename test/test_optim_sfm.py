@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import c4d_core.optim.sfm as sfm
-from c4d_core.optim._lie import weighted_umeyama
+from c4d_core.geometry import umeyama_np
 from c4d_core.optim.losses import blend_weights
 
 K = np.array([[300.0, 0.0, 160.0], [0.0, 300.0, 120.0], [0.0, 0.0, 1.0]])
@@ -53,7 +53,7 @@ def test_track_sfm_recovers_poses():
     uv, T_gt = _scene()
     res = sfm.track_sfm(uv, np.ones(uv.shape[:2], bool), K, ba_iters=15, huber_px=0.5)
     c, g = res.T_world_cam[:, :3, 3], T_gt[:, :3, 3]
-    s, R, t = weighted_umeyama(c, g)
+    s, R, t = umeyama_np(c, g)
     ate = np.sqrt(((s * c @ R.T + t - g) ** 2).sum(1).mean())
     path = np.linalg.norm(np.diff(g, axis=0), axis=1).sum()
     assert ate / path < 0.01

@@ -10,7 +10,7 @@ from _gt_scene import make_scene, sliding_edges
 from c4d_core.config import C4DConfig
 from c4d_core.errors import InputError, OptimizationError
 from c4d_core.optim import cts_loss, smooth_tracks
-from c4d_core.optim._lie import weighted_umeyama
+from c4d_core.geometry import umeyama_np
 from c4d_core.window import WindowProcessor, interpolate_track_gaps, solution_point_clouds
 
 T = 6
@@ -28,7 +28,7 @@ def setup():
 
 def _metrics(sc, sol):
     c_est, c_gt = sol.T_world_cam[:, :3, 3], sc.T_world_cam[:, :3, 3]
-    s, R, t = weighted_umeyama(c_est, c_gt)
+    s, R, t = umeyama_np(c_est, c_gt)
     ate = np.sqrt((np.linalg.norm(s * c_est @ R.T + t - c_gt, axis=1) ** 2).mean())
     length = np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum()
     rel = []
@@ -57,7 +57,7 @@ def test_window_on_ground_truth_inputs(setup):
     assert sol.confidence.min() >= 0 and sol.confidence.max() <= 1
     # 3D tracks: static tracks land on their true world points (after the Sim(3) of the trajectory)
     c_est = sol.T_world_cam[:, :3, 3]
-    s, R, t = weighted_umeyama(c_est, sc.T_world_cam[:, :3, 3])
+    s, R, t = umeyama_np(c_est, sc.T_world_cam[:, :3, 3])
     vis0 = sc.tracks.visible[0] & ~sc.track_dynamic
     rows = np.rint(sc.tracks.xy[0, vis0, 1]).astype(int)
     cols = np.rint(sc.tracks.xy[0, vis0, 0]).astype(int)
@@ -89,7 +89,7 @@ def test_known_K_and_warm_start(setup):
     second = proc.process(sc.images[3:], sc.K, tr, warm_start=ws, flow=sub_flow, pointmaps=sub_pw)
     assert np.allclose(second.T_world_cam[:2], first.T_world_cam[3:5], atol=1e-5)   # warm frames keep their poses
     # the new frame continues the first window's trajectory and scale: map it with the first window's Sim(3) to GT
-    s_, R_, t_ = weighted_umeyama(first.T_world_cam[:, :3, 3], sc.T_world_cam[:, :3, 3])
+    s_, R_, t_ = umeyama_np(first.T_world_cam[:, :3, 3], sc.T_world_cam[:, :3, 3])
     c_new = s_ * R_ @ second.T_world_cam[2, :3, 3] + t_
     step = np.linalg.norm(sc.T_world_cam[5, :3, 3] - sc.T_world_cam[4, :3, 3])
     err = np.linalg.norm(c_new - sc.T_world_cam[5, :3, 3])

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from c4d_core import C4DConfig, Frame, Reconstructor
-from c4d_core.optim._lie import weighted_umeyama
+from c4d_core.geometry import umeyama_np
 from c4d_core.window import WindowProcessor
 
 
 def _ate_rpe(T_est, T_gt):
     c_est, c_gt = T_est[:, :3, 3], T_gt[:, :3, 3]
-    s, R, t = weighted_umeyama(c_est, c_gt)
+    s, R, t = umeyama_np(c_est, c_gt)
     ate = np.sqrt(np.mean(np.sum((s * c_est @ R.T + t - c_gt) ** 2, 1)))
     length = np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum()
     rel = []

@@ -27,8 +27,16 @@ def _t(x) -> torch.Tensor:
 
 
 def umeyama_np(src, dst, with_scale: bool = True, weights=None) -> tuple[float, np.ndarray, np.ndarray]:
-    """float64 numpy version of :func:`umeyama` for ``(N,3)`` arrays -> ``(s, R (3,3), t (3,))``."""
-    s, R, t = umeyama(_t(src), _t(dst), with_scale, None if weights is None else _t(weights))
+    """float64 numpy version of :func:`umeyama` for ``(N,3)`` arrays -> ``(s, R (3,3), t (3,))``.
+
+    Points with a non-finite coordinate or a weight that is not > 0 are left out; fewer than 3 left raises
+    InputError.
+    """
+    src = np.asarray(src, np.float64).reshape(-1, 3)
+    dst = np.asarray(dst, np.float64).reshape(-1, 3)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1) & np.isfinite(w) & (w > 0)
+    s, R, t = umeyama(_t(src[ok]), _t(dst[ok]), with_scale, _t(w[ok]))
     return float(s), R.numpy(), t.numpy()
 
 

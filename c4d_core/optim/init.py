@@ -18,9 +18,24 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ._lie import sim3_decompose, sim3_matrix, weighted_umeyama
+from ..geometry import umeyama_np
 
 log = logging.getLogger(__name__)
+
+
+def _sim3_matrix(s: float, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``4 4`` matrix of the similarity ``x -> s R x + t``."""
+    M = np.eye(4)
+    M[:3, :3] = s * R
+    M[:3, 3] = t
+    return M
+
+
+def _sim3_decompose(M: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Inverse of :func:`_sim3_matrix` (scale from the determinant)."""
+    A = M[:3, :3]
+    s = float(np.cbrt(np.linalg.det(A)))
+    return s, A / s, M[:3, 3].copy()
 
 
 @dataclass
@@ -117,8 +132,8 @@ def initialize_window(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.ndarr
         key = (min(a, b), max(a, b))
         if key in best and best[key][0] >= sc:
             continue
-        A = sim3_matrix(*weighted_umeyama(flat(own[a]), flat(pts_i[e]), flat(own_c[a] * conf_i[e])))
-        B = sim3_matrix(*weighted_umeyama(flat(own[b]), flat(pts_j[e]), flat(own_c[b] * conf_j[e])))
+        A = _sim3_matrix(*umeyama_np(flat(own[a]), flat(pts_i[e]), weights=flat(own_c[a] * conf_i[e])))
+        B = _sim3_matrix(*umeyama_np(flat(own[b]), flat(pts_j[e]), weights=flat(own_c[b] * conf_j[e])))
         S_ab = np.linalg.inv(A) @ B  # own_b -> own_a
         best[key] = (sc, a, b, S_ab)
     adj: dict = {t: [] for t in range(T)}
@@ -135,7 +150,7 @@ def initialize_window(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.ndarr
             raise InputError("warm start needs T_world_cam and depth for its frames")
         rays = pixel_rays(h, w, focal, pp)
         Xw = (rays * warm_depth[0][..., None]) @ warm_T_world_cam[0][:3, :3].T + warm_T_world_cam[0][:3, 3]
-        S_world[root] = sim3_matrix(*weighted_umeyama(flat(own[root]), flat(Xw), flat(own_c[root])))
+        S_world[root] = _sim3_matrix(*umeyama_np(flat(own[root]), flat(Xw), weights=flat(own_c[root])))
     else:
         S_world[root] = np.eye(4)
     heap = [(-sc, root, nb, S) for sc, nb, S in adj[root]]
@@ -157,7 +172,7 @@ def initialize_window(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.ndarr
     depth = np.zeros((T, h, w))
     own_scale = np.zeros(T)
     for t in range(T):
-        s, R, c = sim3_decompose(S_world[t])
+        s, R, c = _sim3_decompose(S_world[t])
         T_world_cam[t][:3, :3] = R
         T_world_cam[t][:3, 3] = c
         depth[t] = s * own[t][..., 2]
@@ -200,5 +215,5 @@ def fit_edge_similarities(edges: Sequence[tuple], pts_i: np.ndarray, pts_j: np.n
         src = np.concatenate([flat(pts_i[e]), flat(pts_j[e])])
         dst = np.concatenate([flat(Xw[i]), flat(Xw[j])])
         wt = np.concatenate([flat(conf_i[e]), flat(conf_j[e])]) + 1e-6
-        edge_scale[e], edge_R[e], edge_t[e] = weighted_umeyama(src, dst, wt)
+        edge_scale[e], edge_R[e], edge_t[e] = umeyama_np(src, dst, weights=wt)
     return edge_scale, edge_R, edge_t

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._lie import quat_xyzw_to_rotmat_t, rotmat_to_quat_xyzw_np
+from ..geometry import quat_xyzw_to_rotmat, rotmat_to_quat_xyzw_np
 
 
 class WindowState(nn.Module):
@@ -90,7 +90,7 @@ class WindowState(nn.Module):
     def rotations(self) -> torch.Tensor:
         """``T 3 3`` camera-to-world rotations."""
         q = torch.where(self.fixed[:, None], self.quat_fixed, self.quat)
-        return quat_xyzw_to_rotmat_t(q)
+        return quat_xyzw_to_rotmat(q)
 
     def translations(self) -> torch.Tensor:
         """``T 3`` camera centres in the world."""
@@ -124,7 +124,7 @@ class WindowState(nn.Module):
         ls = self.edge_log_scale
         if self.normalize_scale:
             ls = ls - ls.mean() + self.scale_anchor
-        return ls.exp(), quat_xyzw_to_rotmat_t(self.edge_quat), self.edge_trans
+        return ls.exp(), quat_xyzw_to_rotmat(self.edge_quat), self.edge_trans
 
     def pose_parameters(self) -> list:
         return [self.quat, self.trans]
