@@ -23,6 +23,7 @@ import torch
 
 from ..config import FlowConfig
 from ..errors import ConfigError, InputError, ModelLoadError
+from ..models.checkpoint import check_state_dict
 from ..types import FlowResult
 from ._checks import check_edges, check_images
 
@@ -188,22 +189,11 @@ def load_raft(name: str, path: str = "", device: torch.device | str = "cpu",
         raise ModelLoadError(f"{name}: cannot read {path!r}: {exc}") from exc
     sd = _unwrap_state_dict(raw, path)
     model = builder(weights=None, progress=False)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    if missing or unexpected:
-        hint = ""
-        if any(k.startswith(("fnet.", "cnet.")) for k in sd):
-            hint = (" (this looks like a princeton-vl RAFT checkpoint; the raft_* backends need torchvision's "
-                    "layout: feature_encoder / context_encoder / update_block / mask_predictor)")
-        raise ModelLoadError(f"{name}: {path!r} does not match torchvision {name}{hint}: "
-                             f"{len(missing)} missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}, "
-                             f"{len(unexpected)} unexpected keys {unexpected[:8]}"
-                             f"{'...' if len(unexpected) > 8 else ''}")
-    bad = [k for k, v in expected.items() if tuple(sd[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ModelLoadError(f"{name}: {path!r} has wrong shapes for {bad[:8]} "
-                             f"(e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs {tuple(expected[bad[0]].shape)})")
+    hint = ""
+    if any(k.startswith(("fnet.", "cnet.")) for k in sd):
+        hint = (" (this looks like a princeton-vl RAFT checkpoint; the raft_* backends need torchvision's "
+                "layout: feature_encoder / context_encoder / update_block / mask_predictor)")
+    check_state_dict(model.state_dict(), sd, f"{name}: {path!r} does not match torchvision {name}{hint}")
     model.load_state_dict(sd, strict=True)
     log.info("loaded %s weights from %s", name, path)
     return model.eval().to(device)

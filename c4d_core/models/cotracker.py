@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, ModelLoadError, ShapeError
+from .checkpoint import check_state_dict
 
 __all__ = ["CoTracker3Net", "TrackerOutput", "load_tracker_net", "build_cotracker3", "MODEL_RESOLUTION"]
 
@@ -461,17 +462,7 @@ def build_cotracker3(state_dict: dict, variant: Optional[str] = None,
     window = int(te.shape[1])
     variant = variant or ("offline" if window == OFFLINE_WINDOW else "online")
     net = CoTracker3Net(window, variant, model_resolution)
-    expected = net.official_state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if missing or unexpected:
-        raise ModelLoadError(f"{source}: does not match CoTracker3: {len(missing)} missing keys {missing[:10]}"
-                             f"{'...' if len(missing) > 10 else ''}; {len(unexpected)} unexpected keys "
-                             f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}")
-    bad = [k for k, v in expected.items() if tuple(state_dict[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ModelLoadError(f"{source}: wrong shapes for {len(bad)} keys, e.g. {bad[0]}: "
-                             f"{tuple(state_dict[bad[0]].shape)} vs {tuple(expected[bad[0]].shape)}")
+    check_state_dict(net.official_state_dict(), state_dict, f"{source}: does not match CoTracker3")
     net.load_state_dict(state_dict, strict=True)
     return net.eval()
 

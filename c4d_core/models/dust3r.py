@@ -47,6 +47,7 @@ from torch import nn
 from ..errors import InputError, ModelLoadError, ShapeError
 from .dust3r_blocks import LN_EPS, DecoderBlock, EncoderBlock, patch_positions, rope_tables
 from .dust3r_heads import DPTPts3dHead, LinearPts3dHead
+from .checkpoint import MAX_KEYS_IN_ERROR, check_state_dict, format_keys
 
 __all__ = [
     "Dust3rArch",
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 
 _CLASS_NAMES = ("AsymmetricCroCo3DStereo", "AsymmetricMASt3R")
 _DESC_HEAD_MARK = ".head_local_features."
-_MAX_KEYS_IN_ERROR = 12
 
 
 # ------------------------------------------------------------------------------------------------ architecture
@@ -535,13 +535,6 @@ def _is_state_dict(obj: Any) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def _fmt_keys(keys: Sequence[str]) -> str:
-    keys = list(keys)
-    shown = ", ".join(keys[:_MAX_KEYS_IN_ERROR])
-    more = f" (+{len(keys) - _MAX_KEYS_IN_ERROR} more)" if len(keys) > _MAX_KEYS_IN_ERROR else ""
-    return shown + more
-
-
 def canonicalize_state_dict(sd: Mapping[str, torch.Tensor], arch: Dust3rArch) -> dict[str, torch.Tensor]:
     """Bring an official-layout state dict into the exact key set of :class:`Dust3rNet` (``arch``).
 
@@ -587,22 +580,10 @@ def load_state_dict_strict(net: Dust3rNet, sd: Mapping[str, torch.Tensor], sourc
     Raises:
         ModelLoadError: naming missing keys, unexpected keys and shape mismatches (truncated lists).
     """
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    mism = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-            if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mism:
-        parts = [f"{source} does not match the {net.arch.class_name} architecture "
-                 f"(head {net.arch.head_type}, enc {net.arch.enc_embed_dim}x{net.arch.enc_depth}, "
-                 f"dec {net.arch.dec_embed_dim}x{net.arch.dec_depth})"]
-        if missing:
-            parts.append(f"{len(missing)} missing keys: {_fmt_keys(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {_fmt_keys(unexpected)}")
-        if mism:
-            parts.append(f"{len(mism)} shape mismatches: {_fmt_keys(mism)}")
-        raise ModelLoadError("; ".join(parts))
+    check_state_dict(net.state_dict(), sd,
+                     f"{source} does not match the {net.arch.class_name} architecture "
+                     f"(head {net.arch.head_type}, enc {net.arch.enc_embed_dim}x{net.arch.enc_depth}, "
+                     f"dec {net.arch.dec_embed_dim}x{net.arch.dec_depth})")
     try:
         net.load_state_dict(dict(sd), strict=True, assign=assign)
     except RuntimeError as exc:  # dtype/other problems torch detects
@@ -618,7 +599,7 @@ def infer_arch_from_state_dict(sd: Mapping[str, torch.Tensor]) -> Dust3rArch:
     need = ("patch_embed.proj.weight", "decoder_embed.weight", "enc_norm.weight", "dec_norm.weight")
     absent = [k for k in need if k not in sd]
     if absent:
-        some = _fmt_keys(sorted(sd)[:_MAX_KEYS_IN_ERROR])
+        some = format_keys(sorted(sd)[:MAX_KEYS_IN_ERROR])
         raise ModelLoadError(f"not a DUSt3R-family state dict: missing {', '.join(absent)} (found keys: {some})")
     pe = sd["patch_embed.proj.weight"]
     enc_dim, patch = int(pe.shape[0]), int(pe.shape[-1])
