@@ -37,13 +37,12 @@ from c4d_core.errors import C4DError, InputError
 
 from . import conversions as cv
 from .bagio_reader import BagWriter, read_tum
+from .media import IMAGE_EXTS, VIDEO_EXTS, list_images, open_video
 
 __all__ = ["ConvertSource", "detect_source_kind", "open_convert_source", "convert", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # TUM RGB-D calibrations (https://cvg.cit.tum.de/data/datasets/rgbd-dataset/file_formats): fx fy cx cy, d0..d4
 TUM_INTRINSICS = {
     "freiburg1": ((517.3, 516.5, 318.6, 255.3), (0.2624, -0.9531, -0.0054, 0.0026, 1.1633)),
@@ -215,7 +214,7 @@ def _euroc_source(path: Path, args: argparse.Namespace) -> ConvertSource:
 
 
 def _folder_source(path: Path, args: argparse.Namespace) -> ConvertSource:
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    files = list_images(path)
     first = _read_image(files[0])
     K = _K_from_args(first.shape[1], first.shape[0], args.fx, args.fy, args.cx, args.cy)
     stamps = [args.start_ns + int(round(k * 1e9 / args.fps)) for k in range(len(files))]
@@ -224,12 +223,7 @@ def _folder_source(path: Path, args: argparse.Namespace) -> ConvertSource:
 
 
 def _video_source(path: Path, args: argparse.Namespace) -> ConvertSource:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise InputError(f"OpenCV cannot open video {path}")
-    vfps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    rate = vfps if 0 < vfps < 1000 else args.fps
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    cap, rate, n = open_video(path, args.fps)
     if n <= 0:
         cap.release()
         raise InputError(f"video {path} reports no frames")

@@ -41,6 +41,7 @@ from c4d_core.eval.trajectory import write_tum as eval_write_tum
 
 from . import conversions as cv
 from .bagio_reader import BagReader, BagWriter, is_bag_path, read_tum
+from .media import IMAGE_EXTS, VIDEO_EXTS, list_images, open_video
 from .progress import Progress
 
 __all__ = ["ReplayOptions", "ReplayOutputs", "SourceFrame", "open_source", "replay", "upsample_depth",
@@ -48,8 +49,6 @@ __all__ = ["ReplayOptions", "ReplayOutputs", "SourceFrame", "open_source", "repl
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 NODE_NAME = "c4d_node"
 GLOBAL_TOPICS = {"tf": "/tf", "diagnostics": "/diagnostics"}
 
@@ -168,19 +167,14 @@ def open_source(opts: ReplayOptions, cfg: C4DConfig) -> Source:
         return Source("bag", _bag_frames(bag, opts.max_frames, opts.fx, cfg.stream.rectified), total, bag.close,
                       bag, {"image_topic": bag.image_topic, "camera_info_topic": bag.camera_info_topic})
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        files = list_images(p)
         if not files:
             raise InputError(f"{p} is neither a bag nor an image folder (no {', '.join(IMAGE_EXTS)} files)")
         if opts.max_frames:
             files = files[: opts.max_frames]
         return Source("folder", _folder_frames(files, opts.fps, opts.fx), len(files), lambda: None)
     if p.suffix.lower() in VIDEO_EXTS:
-        cap = cv2.VideoCapture(str(p))
-        if not cap.isOpened():
-            raise InputError(f"OpenCV cannot open video {p}")
-        vfps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        rate = vfps if 0 < vfps < 1000 else opts.fps
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap, rate, n = open_video(p, opts.fps)
         total = min(n, opts.max_frames) if (n and opts.max_frames) else (n or opts.max_frames or None)
         frames = _video_frames(cap, rate, opts.fx, p)
         if opts.max_frames:

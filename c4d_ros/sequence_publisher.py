@@ -19,12 +19,12 @@ import numpy as np
 
 from c4d_core.errors import InputError
 
+from .media import IMAGE_EXTS, VIDEO_EXTS, list_images, open_video
+
 __all__ = ["SourceFrame", "detect_kind", "iter_frames", "main"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _default_K(w: int, h: int, fx: float) -> Optional[np.ndarray]:
 
 
 def _folder(path: Path, fps: float, fx: float) -> Iterator[SourceFrame]:
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    files = list_images(path)
     if not files:
         raise InputError(f"no images ({', '.join(IMAGE_EXTS)}) in {path}")
     for k, f in enumerate(files):
@@ -75,11 +75,7 @@ def _folder(path: Path, fps: float, fx: float) -> Iterator[SourceFrame]:
 
 
 def _video(path: Path, fps: float, fx: float) -> Iterator[SourceFrame]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise InputError(f"OpenCV cannot open video {path}")
-    vfps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    rate = vfps if vfps > 0 else fps
+    cap, rate, _ = open_video(path, fps)
     k = 0
     try:
         while True:
