@@ -26,7 +26,6 @@ __all__ = ["SourceFrame", "detect_kind", "iter_frames", "main"]
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class SourceFrame:
     """One frame of a source: ``rgb`` (H W 3 uint8), ``stamp_ns``, ``K`` (3 3) or None, ``frame_id``."""
