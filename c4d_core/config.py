@@ -288,7 +288,7 @@ class MotionConfig(_Section):
     sampson_threshold_px: float = _f(1.5, "Sampson distance (pixels, at 320 px width; scaled with resolution) "
                                           "above which a pixel is dynamic (fixed mode; the cap of the adaptive "
                                           "threshold)", lo=0.0, lo_open=True)
-    threshold_mode: str = _f("fixed", "adaptive: per pair, median + k * MAD of the static correspondences' "
+    threshold_mode: str = _f("adaptive", "adaptive: per pair, median + k * MAD of the static correspondences' "
                              "residual, clipped to [min_threshold_px, sampson_threshold_px]; fixed: "
                              "sampson_threshold_px", choices=("adaptive", "fixed"))
     threshold_mad_k: float = _f(6.0, "adaptive threshold: MADs (scaled to sigma) above the median static residual",
@@ -358,6 +358,15 @@ class OptimConfig(_Section):
     sfm_max_tracks: int = _f(600, "tracks init: most static tracks in the bundle adjustment", lo=12)
     min_parallax_deg: float = _f(0.3, "tracks init: parallax below which multi-view depth is interpolated from the "
                                  "surroundings", lo=0.0)
+    depth_residual_px: float = _f(1.0, "tracks init: a pixel's multi-view depth is kept only when one static point "
+                                  "explains all its flows within this reprojection residual (pixels at 320 px "
+                                  "width; scaled with resolution); others are interpolated", lo=0.0, lo_open=True)
+    depth_smoothness: float = _f(0.3, "tracks init: weight of the edge-aware inverse-depth smoothness prior that "
+                                 "regularises the multi-view depth and fills unobserved pixels (0 = push-pull fill "
+                                 "only)", lo=0.0)
+    depth_smoothing_scale: float = _f(0.25, "tracks init: resolution scale of the depth smoothing solve", lo=0.05,
+                                      hi=1.0)
+    depth_smoothing_iters: int = _f(150, "tracks init: conjugate-gradient iterations of the depth smoothing", lo=0)
     tracks_pose_lr_scale: float = _f(0.01, "pose learning-rate factor after the tracks init (its poses are already "
                                      "bundle-adjusted; replaces pose_lr_scale)", lo=0.0, lo_open=True)
     cache_pairs: int = _f(96, "per-pair flow / pointmap cache size across overlapping windows (0 = off)", lo=0)

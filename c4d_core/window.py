@@ -24,7 +24,7 @@ from .errors import InputError
 from .motion import MotionResult, PairMotionCache, compute_motion
 from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
 from .optim.init import InitResult, fit_edge_similarities
-from .optim.sfm import check_rotations, multiview_depth, track_sfm
+from .optim.sfm import check_rotations, multiview_depth, multiview_residual, smooth_inverse_depth, track_sfm
 from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shape, validate_K
 
 log = logging.getLogger(__name__)
@@ -400,7 +400,7 @@ class WindowProcessor:
         return sol
 
     # ------------------------------------------------------------------ tracks initialisation
-    def _tracks_init(self, T, H, W, f_proc, pp_proc, tracks, flow, motion, warm, warm_frames):
+    def _tracks_init(self, T, H, W, f_proc, pp_proc, tracks, flow, motion, warm, warm_frames, images=None):
         """Poses from static-track SfM and dense depth from multi-view flow triangulation (processing resolution).
 
         Returns ``(T_world_cam T 4 4, depth T H W, confidence T H W)`` in the warm start's world when there is one.
@@ -416,13 +416,16 @@ class WindowProcessor:
         sfm = track_sfm(tracks.xy, tracks.visible, Kp, static, ba_iters=cfg.sfm_ba_iters,
                         huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks)
         masks = motion.masks
+        # every consistent flow triangulates (masked pixels too: where one static point explains all of a pixel's
+        # flows its depth is as good as any; where none does, the pixel moves or its flow is wrong -> interpolated)
         items = []
         for e, (i, j) in enumerate(flow.edges):
-            items.append((i, j, flow.flow_fwd[e], flow.valid_fwd[e] & ~masks[i]))
-            items.append((j, i, flow.flow_bwd[e], flow.valid_bwd[e] & ~masks[j]))
+            items.append((i, j, flow.flow_fwd[e], flow.valid_fwd[e]))
+            items.append((j, i, flow.flow_bwd[e], flow.valid_bwd[e]))
         depth, par = multiview_depth(sfm.T_world_cam, Kp, items, T, H, W)
+        resid = multiview_residual(sfm.T_world_cam, Kp, items, depth)
         mp = max(cfg.min_parallax_deg, 1e-3)
-        good = np.isfinite(depth) & (par >= mp)
+        good = np.isfinite(depth) & (par >= mp) & (resid <= cfg.depth_residual_px * W / 320.0)
         out = np.empty((T, H, W), np.float32)
         for t in range(T):
             if good[t].sum() < 16:
@@ -430,6 +433,8 @@ class WindowProcessor:
             logz = np.where(good[t], np.log(np.where(good[t], depth[t], 1.0)), 0.0).astype(np.float32)
             filled = fill_log_depth(logz, good[t].astype(np.float32))
             out[t] = np.exp(np.where(good[t], logz, filled))
+        if cfg.depth_smoothness > 0 and images is not None:
+            out = self._smooth_depth(out, depth, par, good, images)
         conf = np.clip(np.where(np.isfinite(depth), par, 0.0) / (3.0 * mp), 0.0, 1.0).astype(np.float32)
         T0 = sfm.T_world_cam.copy()
         if warm is not None and warm_frames:
@@ -456,6 +461,36 @@ class WindowProcessor:
                 T0[t] = warm.T_world_cam[k]
         log.debug("tracks init: BA rms %.3f px, %d inlier tracks", sfm.rms_px, int(sfm.inlier.sum()))
         return T0, out, conf
+
+    def _smooth_depth(self, init, depth, par, good, images):
+        """Edge-aware regularised inverse depth (:func:`smooth_inverse_depth`) at ``optim.depth_smoothing_scale``."""
+        cfg = self.cfg.optim
+        T, H, W = init.shape
+        sc = float(cfg.depth_smoothing_scale)
+        h, w = max(8, int(round(H * sc))), max(8, int(round(W * sc)))
+        info = np.where(good, np.square(np.radians(par)) * np.square(np.nan_to_num(depth, nan=0.0)), 0.0)
+        rho = np.where(good, 1.0 / np.where(good, depth, 1.0), 0.0)
+        grey = np.stack([cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2GRAY) for im in images])
+        grey = grey.astype(np.float32) / 255.0
+
+        def down(x):
+            return cv2.resize(np.ascontiguousarray(x), (w, h), interpolation=cv2.INTER_AREA) if (h, w) != (H, W) \
+                else x
+
+        info_s = np.stack([down(info[t].astype(np.float32)) for t in range(T)])
+        num_s = np.stack([down((info[t] * rho[t]).astype(np.float32)) for t in range(T)])
+        rho_s = num_s / np.maximum(info_s, 1e-20)
+        grey_s = np.stack([down(g) for g in grey])
+        init_s = np.stack([down((1.0 / init[t]).astype(np.float32)) for t in range(T)])
+        x = smooth_inverse_depth(rho_s, info_s, grey_s, cfg.depth_smoothness, iterations=cfg.depth_smoothing_iters,
+                                 init=init_s)
+        x = np.maximum(x, 1e-6)
+        if (h, w) != (H, W):
+            # keep the full-resolution detail: the smoothed solution corrects the low frequencies of the init
+            ratio = np.stack([cv2.resize(x[t] / np.maximum(init_s[t], 1e-9), (W, H), interpolation=cv2.INTER_LINEAR)
+                              for t in range(T)])
+            return (init / np.maximum(ratio, 1e-6)).astype(np.float32)
+        return (1.0 / x).astype(np.float32)
 
     # ------------------------------------------------------------------ optimisation
     def _optimise(self, images, K, tracks, warm, flow, pw, motion, on_iteration, use_cma, use_cts, use_pts):
@@ -519,7 +554,7 @@ class WindowProcessor:
         if cfg.init == "tracks" and T >= 4 and tracks.num_tracks > 0 and f_proc is not None:
             try:
                 T0, init_full, conf_full = self._tracks_init(T, H, W, f_proc, pp_proc, tracks, flow, motion, warm,
-                                                             warm_frames)
+                                                             warm_frames, images)
             except InputError as err:
                 log.info("tracks initialisation failed (%s); pointmap initialisation used", err)
             else:

@@ -148,3 +148,70 @@ def test_check_rotations_does_not_apply_with_real_parallax():
     wrong = T.copy()
     wrong[1:, :3, :3] = cv2.Rodrigues(np.array([0.0, 0.3, 0.0]))[0]
     assert check_rotations(wrong, uv, ok, K, depth=4.0) == 0.0  # parallax of tens of px: the guard stays out
+
+
+def _lateral_scene(T=4, H=48, W=64, mover=None):
+    """Camera translating along x in front of a fronto-parallel wall at z = 3 (flows exact); ``mover`` = (box, dx)
+    adds a patch that moves by ``dx`` px per frame in the image on top of the ego flow."""
+    Kp = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
+    T_wc = np.tile(np.eye(4), (T, 1, 1))
+    T_wc[:, 0, 3] = np.arange(T) * 0.1
+    Z = np.full((H, W), 3.0)
+    items = []
+    for s in range(T):
+        for d in range(T):
+            if s != d:
+                dx = T_wc[d, 0, 3] - T_wc[s, 0, 3]
+                fl = np.stack([-60.0 * dx / Z, np.zeros_like(Z)]).astype(np.float32)
+                if mover is not None:
+                    (y0, y1, x0, x1), v = mover
+                    fl[1, y0:y1, x0:x1] += v * (d - s)  # vertical motion: off the (horizontal) epipolar lines
+                items.append((s, d, fl, np.ones((H, W), bool)))
+    return T_wc, Kp, items, Z
+
+
+def test_multiview_residual_is_zero_on_static_and_large_on_a_mover():
+    box = (10, 20, 20, 32)
+    T_wc, Kp, items, Z = _lateral_scene(mover=(box, 1.0))
+    depth, _ = sfm.multiview_depth(T_wc, Kp, items, 4, 48, 64)
+    r = sfm.multiview_residual(T_wc, Kp, items, depth)
+    inside = np.zeros((48, 64), bool)
+    inside[box[0]:box[1], box[2]:box[3]] = True
+    assert r[:, ~inside].max() < 1e-3
+    assert r[:, inside].min() > 0.9  # at least the 1 px per frame of the mover shows
+    r_bad = sfm.multiview_residual(T_wc, Kp, items, depth * 1.5)  # wrong depth -> the flows disagree
+    assert r_bad[:, ~inside].min() > 0.5
+    no_ev = [(s, d, f, np.zeros_like(w)) for s, d, f, w in items]
+    assert sfm.multiview_residual(T_wc, Kp, no_ev, depth).max() == 0.0
+
+
+def test_smooth_inverse_depth_solves_its_system_and_fills_a_plane():
+    rng = np.random.default_rng(0)
+    # 1) equals the dense solution of (diag(info) + lam L) x = info * rho
+    T, h, w = 2, 9, 11
+    rho = rng.random((T, h, w)).astype(np.float32)
+    info = (rng.random((T, h, w)) > 0.5).astype(np.float32)
+    grey = rng.random((T, h, w)).astype(np.float32)
+    x = sfm.smooth_inverse_depth(rho, info, grey, 0.3, iterations=400)
+    lam = 0.3 * float(np.median(info[info > 0]))
+    wx, wy = sfm._edge_weights(grey, 0.06)
+    n = T * h * w
+    A = np.zeros((n, n))
+    for k in range(n):
+        e = np.zeros(n, np.float32)
+        e[k] = 1
+        A[:, k] = (info * e.reshape(T, h, w) + sfm._laplace_apply(e.reshape(T, h, w), wx * lam, wy * lam)).ravel()
+    ref = np.linalg.solve(A, (info * rho).ravel()).reshape(T, h, w)
+    assert np.abs(x - ref).max() < 1e-4
+    # 2) a slanted plane (inverse depth affine in the pixel) with a large hole is filled without bias
+    h, w = 40, 60
+    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    plane = (0.2 + 0.004 * u + 0.002 * v)[None]
+    info = np.ones((1, h, w), np.float32)
+    info[:, 10:30, 15:45] = 0.0
+    x = sfm.smooth_inverse_depth(np.where(info > 0, plane, 0.0), info, np.zeros((1, h, w), np.float32), 1.0,
+                                 iterations=300)
+    err = np.abs(x - plane) / plane
+    assert err[info == 0].max() < 1e-4          # the hole: harmonic fill of an affine function is exact
+    assert err[:, 5:35, 5:55].max() < 1e-3      # away from the image border
+    assert err.max() < 0.03                     # the membrane's free border bends a slanted plane a little

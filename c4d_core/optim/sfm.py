@@ -24,7 +24,7 @@ from ..errors import InputError, OptimizationError
 log = logging.getLogger(__name__)
 
 __all__ = ["TrackSfM", "LowParallaxError", "track_sfm", "rotation_parallax", "check_rotations",
-           "multiview_depth"]
+           "multiview_depth", "multiview_residual", "smooth_inverse_depth"]
 
 _MIN_POINTS = 12
 
@@ -431,3 +431,122 @@ def multiview_depth(T_world_cam: np.ndarray, K: np.ndarray, flows: Sequence[tupl
     depth = np.where((den > 1e-12) & (z > 0), z, np.nan)
     strength = np.where(np.isfinite(depth), np.degrees(np.sqrt(den)), 0.0)
     return depth.astype(np.float32), strength.astype(np.float32)
+
+
+def multiview_residual(T_world_cam: np.ndarray, K: np.ndarray,
+                       flows: Sequence[tuple[int, int, np.ndarray, np.ndarray]], depth: np.ndarray) -> np.ndarray:
+    """Largest reprojection residual (pixels) of every pixel's flows under a static point at ``depth``.
+
+    A pixel of frame ``s`` at depth ``z`` is moved to frame ``d`` with the two poses and compared with its flow
+    target; the residual is the largest distance over the flows leaving ``s`` (those with weight > 0). A static
+    pixel with a good depth has residuals at the flow's noise level; a pixel on an object moving in the world
+    cannot be explained by one depth in all its flows (unless it moves along its epipolar lines at a rate that
+    mimics a depth change).
+
+    Args:
+        T_world_cam: ``T 4 4``; K: ``3 3``; flows: as for :func:`multiview_depth`; depth: ``T H W`` (NaN allowed).
+    Returns:
+        ``T H W`` float32 residual, 0 where no flow gives evidence, inf where the depth is not finite or the
+        point falls behind a camera.
+    """
+    T, H, W = depth.shape
+    f32 = np.float32
+    u, v = np.meshgrid(np.arange(W, dtype=f32), np.arange(H, dtype=f32))
+    fx, fy, cx, cy = (f32(K[0, 0]), f32(K[1, 1]), f32(K[0, 2]), f32(K[1, 2]))
+    out = np.zeros((T, H, W), f32)
+    for s, d, fl, wt in flows:
+        T_d_s = np.linalg.inv(T_world_cam[d]) @ T_world_cam[s]
+        R, t = T_d_s[:3, :3].astype(f32), T_d_s[:3, 3].astype(f32)
+        z = depth[s].astype(f32)
+        x = (u - cx) / fx * z
+        y = (v - cy) / fy * z
+        X = R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]
+        Y = R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]
+        Z = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.hypot(fx * X / Z + cx - (u + fl[0]), fy * Y / Z + cy - (v + fl[1]))
+        r = np.where(np.isfinite(r) & (Z > 0), r, np.inf).astype(f32)
+        np.maximum(out[s], np.where(np.asarray(wt) > 0, r, 0.0), out=out[s])
+    return out
+
+
+def _edge_weights(grey: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothness weights between horizontal and vertical neighbours of ``T h w`` grey images (in [0.02, 1])."""
+    wx = np.exp(-np.square((grey[:, :, 1:] - grey[:, :, :-1]) / sigma))
+    wy = np.exp(-np.square((grey[:, 1:, :] - grey[:, :-1, :]) / sigma))
+    return np.maximum(wx, 0.02).astype(np.float32), np.maximum(wy, 0.02).astype(np.float32)
+
+
+def _laplace_apply(x: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+    """Weighted graph Laplacian ``L x`` on the 4-neighbour grid of ``T h w`` arrays."""
+    out = np.zeros_like(x)
+    dx = wx * (x[:, :, 1:] - x[:, :, :-1])
+    dy = wy * (x[:, 1:, :] - x[:, :-1, :])
+    out[:, :, 1:] += dx
+    out[:, :, :-1] -= dx
+    out[:, 1:, :] += dy
+    out[:, :-1, :] -= dy
+    return out
+
+
+def smooth_inverse_depth(rho: np.ndarray, info: np.ndarray, grey: np.ndarray, smoothness: float,
+                         iterations: int = 60, sigma: float = 0.06, init: Optional[np.ndarray] = None
+                         ) -> np.ndarray:
+    """Edge-aware regularised inverse depth: ``min sum info (x - rho)^2 + smoothness * sum w_pq (x_p - x_q)^2``.
+
+    Inverse depth is affine in the pixel coordinates on a plane, so the membrane prior interpolates planar
+    surfaces without bias where the data say nothing (the focus of expansion, textureless walls), and the
+    edge weights ``w_pq = exp(-(dI / sigma)^2)`` keep depth edges at image edges. Solved by Jacobi-preconditioned
+    conjugate gradients, all frames at once.
+
+    Args:
+        rho: ``T h w`` data inverse depth (anything where ``info`` is 0).
+        info: ``T h w`` >= 0, the data term's information (e.g. the triangulation's sum of squared baselines).
+        grey: ``T h w`` images in [0, 1] for the edge weights.
+        smoothness: prior weight relative to the median positive ``info``.
+        init: starting point (default: ``rho`` where ``info > 0``, else the mean).
+    Returns:
+        ``T h w`` float32 inverse depth.
+    """
+    info = np.where(np.isfinite(rho), np.maximum(info, 0.0), 0.0).astype(np.float32)
+    rho = np.where(info > 0, rho, 0.0).astype(np.float32)
+    pos = info[info > 0]
+    if pos.size == 0:
+        return np.zeros_like(rho)
+    lam = np.float32(smoothness * float(np.median(pos)))
+    wx, wy = _edge_weights(np.asarray(grey, np.float32), sigma)
+    wx *= lam
+    wy *= lam
+    diag = info.copy()
+    diag[:, :, 1:] += wx
+    diag[:, :, :-1] += wx
+    diag[:, 1:, :] += wy
+    diag[:, :-1, :] += wy
+    diag = np.maximum(diag, 1e-12)
+    b = info * rho
+    if init is None:
+        mean = float((b.sum()) / max(float(info.sum()), 1e-12))
+        x = np.where(info > 0, rho, mean).astype(np.float32)
+    else:
+        x = np.asarray(init, np.float32).copy()
+
+    def A(v):
+        return info * v + _laplace_apply(v, wx, wy)
+
+    r = b - A(x)
+    z = r / diag
+    p = z.copy()
+    rz = float((r * z).sum())
+    for _ in range(max(0, int(iterations))):
+        Ap = A(p)
+        den = float((p * Ap).sum())
+        if den <= 0 or rz <= 0:
+            break
+        alpha = rz / den
+        x += alpha * p
+        r -= alpha * Ap
+        z = r / diag
+        rz_new = float((r * z).sum())
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x
