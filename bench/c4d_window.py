@@ -1,10 +1,12 @@
 """Benchmark of one C4D window: pose / depth / mask accuracy, ablation without CMA / CTS / PTS, CPU time.
 
-    python -m bench.c4d_window --json [--frontend default|gt] [--width 320 --height 240 --frames 16]
+    python -m bench.c4d_window --json [--frontend default|gt] [--width 320 --height 240 --frames 16] [--all-scenes]
 
 ``--frontend default`` uses the synthetic scene of ``c4d_core.synthetic`` with the default front end (DIS flow,
 KLT tracks, geometric pointmaps); when those modules are not importable it falls back to ``gt``: an analytic scene
-(test/_gt_scene.py) with exact flow, pointmaps and tracks. The JSON says which one ran.
+(test/_gt_scene.py) with exact flow, pointmaps and tracks. The JSON says which one ran. ``--all-scenes`` adds the
+full pipeline on four scenes (two kinds x camera paths) with and without the stop-and-go mover and their means (one
+scene is one draw of noisy geometry: decide on the means).
 """
 
 from __future__ import annotations
@@ -55,12 +57,16 @@ def _gt_inputs(width, height, frames):
                 depth=sc.depth, dyn=sc.dynamic_mask, frontend="gt (analytic scene, exact flow/pointmaps/tracks)")
 
 
-def _default_inputs(width, height, frames, cfg, known_K=False):
+SCENES = (("room", "walk", 0), ("street", "walk", 1), ("room", "strafe", 2), ("street", "orbit", 3))
+
+
+def _default_inputs(width, height, frames, cfg, known_K=False, scene=SCENES[0], stop_and_go=True):
     from c4d_core.correspondence import make_point_tracker  # noqa: F401  (fails -> fallback)
     from c4d_core.synthetic import SceneSpec, render_scene
 
-    seq = render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=frames, width=width, height=height,
-                                 num_movers=2, seed=0))
+    kind, path, seed = scene
+    seq = render_scene(SceneSpec(kind=kind, camera_path=path, num_frames=frames, width=width, height=height,
+                                 num_movers=2, seed=seed, stop_and_go=stop_and_go))
     tracker = make_point_tracker(cfg.tracker)
     for t in range(frames):
         tracker.add_frame(t, seq.images[t])
@@ -68,7 +74,25 @@ def _default_inputs(width, height, frames, cfg, known_K=False):
     return dict(images=seq.images, K=seq.K if known_K else None, tracks=tracks, flow=None, pointmaps=None,
                 T_gt=seq.T_world_cam,
                 depth=seq.depth, dyn=np.asarray(seq.dynamic_mask, bool),
-                frontend="default (DIS flow, KLT tracks, geometric pointmaps) on c4d_core.synthetic room/walk")
+                frontend=f"default (DIS flow, KLT tracks, geometric pointmaps) on c4d_core.synthetic {kind}/{path}")
+
+
+def _all_scenes(args, cfg) -> dict:
+    keys = ("ate_over_path_length", "rpe_rot_deg_per_frame", "static_depth_abs_rel", "mask_iou")
+    out: dict = {"runs": []}
+    for stop_and_go in (True, False):
+        for sc in SCENES:
+            inp = _default_inputs(args.width, args.height, args.frames, cfg, args.known_k, sc, stop_and_go)
+            t0 = time.perf_counter()
+            sol = WindowProcessor(cfg, "cpu").process(inp["images"], inp["K"], inp["tracks"])
+            m = _metrics(sol, inp["T_gt"], inp["depth"], inp["dyn"])
+            out["runs"].append({"scene": f"{sc[0]}/{sc[1]}", "seed": sc[2], "stop_and_go": stop_and_go,
+                                "seconds": time.perf_counter() - t0, **{k: m[k] for k in keys}})
+    for name, sel in (("mean", lambda r: True), ("mean_stop_and_go", lambda r: r["stop_and_go"]),
+                      ("mean_continuous_movers", lambda r: not r["stop_and_go"])):
+        rows = [r for r in out["runs"] if sel(r)]
+        out[name] = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    return out
 
 
 def main(argv=None) -> dict:
@@ -83,6 +107,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--known-k", action="store_true", help="give the solver the true K (CameraInfo)")
     ap.add_argument("--no-ablation", action="store_true", help="only the full run (no CMA / CTS / PTS ablations)")
+    ap.add_argument("--all-scenes", action="store_true",
+                    help="also run the full pipeline on four scenes (room/walk, street/walk, room/strafe, "
+                         "street/orbit), with and without the stop-and-go mover, and report each and their mean")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = C4DConfig().with_overrides([f"optim.schedule={args.schedule}", "runtime.device=cpu", *args.set])
@@ -116,6 +143,8 @@ def main(argv=None) -> dict:
                           "abs_rel<=0.05": runs["full"]["static_depth_abs_rel"] <= 0.05,
                           "mask_iou>=0.8": runs["full"]["mask_iou"] >= 0.8},
            "runs": runs}
+    if args.all_scenes and args.frontend == "default" and fallback is None:
+        out["scenes"] = _all_scenes(args, cfg)
     print(json.dumps(out, indent=None if args.json else 2, default=float))
     return out
 

@@ -276,6 +276,10 @@ class PointmapConfig(_Section):
     max_correspondences: int = _f(4000, "geometric: flow correspondences sampled for the relative pose", lo=16)
     resolution_scale: float = _f(0.5, "geometric: pointmaps computed at this fraction of the processing resolution",
                                  lo=0.0, lo_open=True, hi=1.0)
+    pose_source: str = _f("sfm", "geometric: relative poses of the pointmaps: sfm = triangulate the flow under the "
+                                 "window's track-SfM poses inside the solver (optim.init=tracks and K known; no "
+                                 "per-pair pose search), pairwise = essential-matrix search per pair",
+                          choices=("sfm", "pairwise"))
 
     def _check(self) -> None:
         if not self.strides:
@@ -306,6 +310,11 @@ class MotionConfig(_Section):
                                "320 px width; 0 = off)", lo=0, hi=64)
     refine_eps: float = _f(1e-3, "guided-filter regulariser (grey levels in [0, 1], squared)", lo=0.0, lo_open=True)
     min_region_px: int = _f(20, "drop mask components smaller than this many pixels", lo=0)
+    vote_fraction: float = _f(0.25, "a pixel is dynamic when at least this fraction of the frame's pairs that see it "
+                              "flag it (0 = the paper's union: any one pair)", lo=0.0, hi=1.0)
+    rigidity_threshold_px: float = _f(2.5, "with the tracks initialisation: also mark pixels whose flows no single "
+                                      "static point explains (multi-view reprojection residual under the "
+                                      "track-SfM poses above this many pixels at 320 px width; 0 = off)", lo=0.0)
     cache_pairs: int = _f(0, "reuse pair models / dense residuals of pairs seen in an earlier window (LRU size; "
                              "0 = off: the previous window's tracks give worse models at low resolution, "
                              "stream ATE 0.05 -> 0.10 at 128x96, W=8)", lo=0)
@@ -361,6 +370,9 @@ class OptimConfig(_Section):
     depth_residual_px: float = _f(1.0, "tracks init: a pixel's multi-view depth is kept only when one static point "
                                   "explains all its flows within this reprojection residual (pixels at 320 px "
                                   "width; scaled with resolution); others are interpolated", lo=0.0, lo_open=True)
+    depth_chain_hops: int = _f(3, "tracks init: also triangulate through chains of up to this many of the longest "
+                               "flows (longer baselines for far / low-parallax pixels; 1 = direct flows only)",
+                               lo=1, hi=8)
     depth_smoothness: float = _f(0.3, "tracks init: weight of the edge-aware inverse-depth smoothness prior that "
                                  "regularises the multi-view depth and fills unobserved pixels (0 = push-pull fill "
                                  "only)", lo=0.0)
@@ -370,6 +382,8 @@ class OptimConfig(_Section):
     tracks_pose_lr_scale: float = _f(0.01, "pose learning-rate factor after the tracks init (its poses are already "
                                      "bundle-adjusted; replaces pose_lr_scale)", lo=0.0, lo_open=True)
     cache_pairs: int = _f(96, "per-pair flow / pointmap cache size across overlapping windows (0 = off)", lo=0)
+    solver_threads: int = _f(1, "torch intra-op threads while a window is solved on the CPU (its tensors are small: "
+                                "more threads stall on a busy machine); 0 = leave torch's setting", lo=0)
     weights: LossWeights = field(default_factory=LossWeights, metadata={"help": "loss weights"})
 
 

@@ -24,7 +24,8 @@ from .errors import InputError
 from .motion import MotionResult, PairMotionCache, compute_motion
 from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
 from .optim.init import InitResult, fit_edge_similarities
-from .optim.sfm import check_rotations, multiview_depth, multiview_residual, smooth_inverse_depth, track_sfm
+from .optim.sfm import (chained_flows, check_rotations, multiview_depth, multiview_residual, smooth_inverse_depth,
+                        track_sfm)
 from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shape, validate_K
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,21 @@ class WindowProcessor:
         return max(16, int(round(H * sc))), max(16, int(round(W * sc)))
 
     def _predict_pointmaps(self, images: np.ndarray, directed: list, K: Optional[np.ndarray],
-                           flow: FlowResult) -> PairwisePointmaps:
-        """Pointmaps of ``directed`` edges, at the pointmap resolution (reduced for the geometric backend)."""
+                           flow: FlowResult, defer: bool = True) -> PairwisePointmaps:
+        """Pointmaps of ``directed`` edges, at the pointmap resolution (reduced for the geometric backend).
+
+        With the geometric backend, ``pointmaps.pose_source=sfm``, ``optim.init=tracks`` and K known, the pointmaps
+        are left to the solver (a :class:`~c4d_core.pointmaps.geometric.DeferredPointmaps`), which triangulates
+        them under the track-SfM poses (no per-pair pose search), or calls this again with ``defer=False`` when
+        the window gets no SfM poses.
+        """
         T, H, W = images.shape[:3]
+        pc = self.cfg.pointmaps
+        if defer and pc.backend == "geometric" and pc.pose_source == "sfm" and self.cfg.optim.init == "tracks" \
+                and K is not None and T >= 4:
+            from .pointmaps.geometric import DeferredPointmaps
+
+            return DeferredPointmaps.for_edges(directed)
         hp, wp = self._pointmap_scale(H, W)
         if (hp, wp) == (H, W):
             return self.pointmap_predictor().predict(images, directed, K, flow)
@@ -246,6 +259,8 @@ class WindowProcessor:
     def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int]
                    ) -> tuple[FlowResult, PairwisePointmaps]:
         """Flow and pointmaps of the window's pair graph, reusing pairs seen in earlier windows (by frame id)."""
+        from .pointmaps.geometric import DeferredPointmaps
+
         T = images.shape[0]
         # key = (stream id, image fingerprint): ids restart after a reset, the fingerprint tells the frames apart
         ids = [(int(i), hash(images[t, ::8, ::8].tobytes())) for t, i in enumerate(frame_ids)]
@@ -268,6 +283,10 @@ class WindowProcessor:
         t_flow = time.perf_counter() - t0
         t0 = time.perf_counter()
         directed = edges + [(j, i) for i, j in edges]
+        pw = self._predict_pointmaps(images, directed, K, flow)
+        if isinstance(pw, DeferredPointmaps):  # triangulated by the solver under the SfM poses
+            self._front_times = (t_flow, time.perf_counter() - t0)
+            return flow, pw
         miss_u = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._pm_cache
                   or (ids[e[1]], ids[e[0]]) not in self._pm_cache]
         if miss_u:
@@ -422,14 +441,27 @@ class WindowProcessor:
         for e, (i, j) in enumerate(flow.edges):
             items.append((i, j, flow.flow_fwd[e], flow.valid_fwd[e]))
             items.append((j, i, flow.flow_bwd[e], flow.valid_bwd[e]))
+        if cfg.depth_chain_hops > 1:
+            items = items + chained_flows(items, T, cfg.depth_chain_hops)
         depth, par = multiview_depth(sfm.T_world_cam, Kp, items, T, H, W)
         resid = multiview_residual(sfm.T_world_cam, Kp, items, depth)
+        mcfg = self.cfg.motion
+        if mcfg.rigidity_threshold_px > 0:
+            from .motion.masks import _clean_mask
+
+            rig = np.isfinite(resid) & (resid > mcfg.rigidity_threshold_px * W / 320.0)
+            rig = np.stack([_clean_mask(rig[t], mcfg.min_region_px, 0) for t in range(T)])
+            motion.masks = motion.masks | rig
         mp = max(cfg.min_parallax_deg, 1e-3)
-        good = np.isfinite(depth) & (par >= mp) & (resid <= cfg.depth_residual_px * W / 320.0)
+        loose = np.isfinite(depth) & (par >= mp)
+        good = loose & (resid <= cfg.depth_residual_px * W / 320.0)
         out = np.empty((T, H, W), np.float32)
         for t in range(T):
             if good[t].sum() < 16:
-                raise InputError(f"frame {t}: no pixel with enough parallax for multi-view depth")
+                if loose[t].sum() < 16:
+                    raise InputError(f"frame {t}: no pixel with enough parallax for multi-view depth")
+                log.info("frame %d: no pixel passes the multi-view residual check; its depth is kept ungated", t)
+                good[t] = loose[t]
             logz = np.where(good[t], np.log(np.where(good[t], depth[t], 1.0)), 0.0).astype(np.float32)
             filled = fill_log_depth(logz, good[t].astype(np.float32))
             out[t] = np.exp(np.where(good[t], logz, filled))
@@ -455,7 +487,10 @@ class WindowProcessor:
                 raise InputError("warm start and the new window share no reliable depth")
             out *= sc
             T0[:, :3, 3] *= sc
-            G = np.asarray(warm.T_world_cam[0], np.float64) @ np.linalg.inv(T0[warm_frames[0]])
+            # anchored at the newest shared frame: the new frames continue from it with the SfM's relative motion
+            # (no jump at the window boundary; the older shared frames keep their poses from the last window)
+            last = int(np.argmax(warm_frames))
+            G = np.asarray(warm.T_world_cam[last], np.float64) @ np.linalg.inv(T0[warm_frames[last]])
             T0 = G @ T0
             for k, t in enumerate(warm_frames):
                 T0[t] = warm.T_world_cam[k]
@@ -494,6 +529,13 @@ class WindowProcessor:
 
     # ------------------------------------------------------------------ optimisation
     def _optimise(self, images, K, tracks, warm, flow, pw, motion, on_iteration, use_cma, use_cts, use_pts):
+        from .optim.solve import torch_threads
+
+        with torch_threads(int(self.cfg.optim.solver_threads), self.device):
+            return self._optimise_impl(images, K, tracks, warm, flow, pw, motion, on_iteration, use_cma, use_cts,
+                                       use_pts)
+
+    def _optimise_impl(self, images, K, tracks, warm, flow, pw, motion, on_iteration, use_cma, use_cts, use_pts):
         cfg = self.cfg.optim
         dev = self.device
         T, H, W = images.shape[:3]
@@ -502,26 +544,36 @@ class WindowProcessor:
         h = max(8, int(round(H * rs)))
         w = max(8, int(round(W * rs)))
         sx, sy = w / W, h / H
-        # ---- sanitise and downsample the pairwise pointmaps
+        from .pointmaps.geometric import DeferredPointmaps
+
         directed = [tuple(map(int, e)) for e in pw.edges]
-        pts_i = torch.as_tensor(np.asarray(pw.pts_i, np.float32))
-        pts_j = torch.as_tensor(np.asarray(pw.pts_j, np.float32))
-        ci = torch.as_tensor(np.asarray(pw.conf_i, np.float32))
-        cj = torch.as_tensor(np.asarray(pw.conf_j, np.float32))
-        ok_i = torch.isfinite(pts_i).all(-1) & torch.isfinite(ci) & (pts_i[..., 2] > 0)
-        ok_j = torch.isfinite(pts_j).all(-1) & torch.isfinite(cj)
-        wi_full = torch.where(ok_i, torch.log(ci.clamp_min(1.0)), torch.zeros_like(ci))
-        wj_full = torch.where(ok_j, torch.log(cj.clamp_min(1.0)), torch.zeros_like(cj))
-        pts_i = torch.where(ok_i[..., None], pts_i, torch.zeros_like(pts_i))
-        pts_j = torch.where(ok_j[..., None], pts_j, torch.zeros_like(pts_j))
+        deferred = isinstance(pw, DeferredPointmaps)
 
-        def down_pts(p, wt):
-            num = _area((p * wt[..., None]).permute(0, 3, 1, 2), h, w)
-            den = _area(wt[:, None], h, w)
-            return (num / den.clamp_min(1e-9)).permute(0, 2, 3, 1), den[:, 0]
+        def prep(pw):
+            """Sanitise the pairwise pointmaps and downsample them to the optimisation resolution."""
+            pts_i = torch.as_tensor(np.asarray(pw.pts_i, np.float32))
+            pts_j = torch.as_tensor(np.asarray(pw.pts_j, np.float32))
+            ci = torch.as_tensor(np.asarray(pw.conf_i, np.float32))
+            cj = torch.as_tensor(np.asarray(pw.conf_j, np.float32))
+            ok_i = torch.isfinite(pts_i).all(-1) & torch.isfinite(ci) & (pts_i[..., 2] > 0)
+            ok_j = torch.isfinite(pts_j).all(-1) & torch.isfinite(cj)
+            wi_full = torch.where(ok_i, torch.log(ci.clamp_min(1.0)), torch.zeros_like(ci))
+            wj_full = torch.where(ok_j, torch.log(cj.clamp_min(1.0)), torch.zeros_like(cj))
+            pts_i = torch.where(ok_i[..., None], pts_i, torch.zeros_like(pts_i))
+            pts_j = torch.where(ok_j[..., None], pts_j, torch.zeros_like(pts_j))
 
-        p_i, w_i = down_pts(pts_i, wi_full + 1e-6 * ok_i)
-        p_j, w_j = down_pts(pts_j, wj_full + 1e-6 * ok_j)
+            def down_pts(p, wt):
+                num = _area((p * wt[..., None]).permute(0, 3, 1, 2), h, w)
+                den = _area(wt[:, None], h, w)
+                return (num / den.clamp_min(1e-9)).permute(0, 2, 3, 1), den[:, 0]
+
+            p_i, w_i = down_pts(pts_i, wi_full + 1e-6 * ok_i)
+            p_j, w_j = down_pts(pts_j, wj_full + 1e-6 * ok_j)
+            return p_i, p_j, w_i, w_j, pts_i, ok_i, ci
+
+        pts_i = ok_i = ci = None
+        if not deferred:
+            p_i, p_j, w_i, w_j, pts_i, ok_i, ci = prep(pw)
         # ---- intrinsics
         if K is not None:
             f_proc = float(0.5 * (K[0, 0] + K[1, 1]))
@@ -537,7 +589,7 @@ class WindowProcessor:
                 f_proc = float(np.nanmedian(pw.focal))
         pp_opt = ((pp_proc[0] + 0.5) * sx - 0.5, (pp_proc[1] + 0.5) * sy - 0.5)
         f_opt = None if f_proc is None else f_proc * sx
-        # ---- initialisation
+        # ---- warm start
         warm_frames: list = []
         warm_T = warm_d = None
         if warm is not None:
@@ -548,32 +600,6 @@ class WindowProcessor:
             warm_T = np.asarray(warm.T_world_cam, np.float64)
             wd = torch.as_tensor(np.nan_to_num(np.asarray(warm.depth, np.float32), nan=0.0))
             warm_d = _area(wd[:, None], h, w)[:, 0].numpy().astype(np.float64)
-        init = None
-        init_full = conf_full = None
-        self.last_init = "pointmaps"
-        if cfg.init == "tracks" and T >= 4 and tracks.num_tracks > 0 and f_proc is not None:
-            try:
-                T0, init_full, conf_full = self._tracks_init(T, H, W, f_proc, pp_proc, tracks, flow, motion, warm,
-                                                             warm_frames, images)
-            except InputError as err:
-                log.info("tracks initialisation failed (%s); pointmap initialisation used", err)
-            else:
-                d_lo = _area(torch.as_tensor(init_full, dtype=torch.float32)[:, None], h, w)[:, 0].numpy()
-                d_lo = d_lo.astype(np.float64)
-                for k, t in enumerate(warm_frames):
-                    d_lo[t] = np.where(warm_d[k] > 0, warm_d[k], d_lo[t])
-                es, eR, et = fit_edge_similarities(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(),
-                                                   d_lo, T0, f_opt, pp_opt)
-                init = InitResult(depth=d_lo, T_world_cam=T0, focal=f_opt, edge_scale=es, edge_R=eR, edge_t=et,
-                                  own_edge=np.zeros(T, np.int64), own_scale=np.ones(T))
-                self.last_init = "tracks"
-        if init is None:
-            init = initialize_window(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(), T, pp_opt, f_opt,
-                                     warm_frames, warm_T, warm_d)
-        state = WindowState(init.depth, init.T_world_cam, init.focal, pp_opt, directed, init.edge_scale,
-                            init.edge_R, init.edge_t, fixed_frames=warm_frames or (0,),
-                            shared_focal=cfg.shared_focal,
-                            optimize_focal=cfg.optimize_focal and not known_focal, device=dev)
         # ---- flow and masks at the optimisation resolution
         mask_t = torch.as_tensor(motion.masks.astype(np.float32))
         mask_lo = _area(mask_t[:, None], h, w)[:, 0] > 0.01
@@ -592,6 +618,60 @@ class WindowProcessor:
             dsts += [j, i]
             fls += [flo_f[e], flo_b[e]]
             sts += [vf[e] & ~mask_lo[i], vb[e] & ~mask_lo[j]]
+
+        def posed(T0):
+            """GA pointmaps of ``directed`` triangulated at (h, w) from the flow under the poses ``T0``."""
+            from .pointmaps.geometric import posed_pointmaps
+
+            Kl = np.array([[f_opt, 0.0, pp_opt[0]], [0.0, f_opt, pp_opt[1]], [0.0, 0.0, 1.0]])
+            pmc = self.cfg.pointmaps
+            wp = self._pointmap_scale(H, W)[1]
+            und, pi_, pj_, ci_, cj_ = posed_pointmaps(
+                [tuple(map(int, e)) for e in flow.edges], flo_f.permute(0, 3, 1, 2).numpy(),
+                flo_b.permute(0, 3, 1, 2).numpy(), vf.numpy(), vb.numpy(), T0, Kl, pmc.min_parallax_deg,
+                pmc.ransac_threshold_px * w / wp)
+            pos = {e: k for k, e in enumerate(und)}
+            idx = [pos[e] for e in directed]
+            return (torch.as_tensor(pi_[idx]), torch.as_tensor(pj_[idx]), torch.as_tensor(np.log(ci_[idx])),
+                    torch.as_tensor(np.log(cj_[idx])))
+
+        # ---- initialisation
+        init = None
+        init_full = conf_full = None
+        self.last_init = "pointmaps"
+        if cfg.init == "tracks" and T >= 4 and tracks.num_tracks > 0 and f_proc is not None:
+            try:
+                T0, init_full, conf_full = self._tracks_init(T, H, W, f_proc, pp_proc, tracks, flow, motion, warm,
+                                                             warm_frames, images)
+            except InputError as err:
+                log.info("tracks initialisation failed (%s); pointmap initialisation used", err)
+            else:
+                d_lo = _area(torch.as_tensor(init_full, dtype=torch.float32)[:, None], h, w)[:, 0].numpy()
+                d_lo = d_lo.astype(np.float64)
+                for k, t in enumerate(warm_frames):
+                    d_lo[t] = np.where(warm_d[k] > 0, warm_d[k], d_lo[t])
+                if deferred:
+                    # pointmaps triangulated under the SfM poses: each edge's similarity is its frame's pose
+                    p_i, p_j, w_i, w_j = posed(T0)
+                    src = [i for i, _ in directed]
+                    es, eR, et = np.ones(len(directed)), T0[src, :3, :3].copy(), T0[src, :3, 3].copy()
+                else:
+                    es, eR, et = fit_edge_similarities(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(),
+                                                       w_j.numpy(), d_lo, T0, f_opt, pp_opt)
+                init = InitResult(depth=d_lo, T_world_cam=T0, focal=f_opt, edge_scale=es, edge_R=eR, edge_t=et,
+                                  own_edge=np.zeros(T, np.int64), own_scale=np.ones(T))
+                self.last_init = "tracks"
+        if init is None:
+            if deferred:  # no SfM poses after all: the pose-searching pointmaps
+                log.info("no track-SfM poses in this window: geometric pointmaps with their own pose search")
+                pw = self._predict_pointmaps(images, directed, K, flow, defer=False)
+                p_i, p_j, w_i, w_j, pts_i, ok_i, ci = prep(pw)
+            init = initialize_window(directed, p_i.numpy(), p_j.numpy(), w_i.numpy(), w_j.numpy(), T, pp_opt, f_opt,
+                                     warm_frames, warm_T, warm_d)
+        state = WindowState(init.depth, init.T_world_cam, init.focal, pp_opt, directed, init.edge_scale,
+                            init.edge_R, init.edge_t, fixed_frames=warm_frames or (0,),
+                            shared_focal=cfg.shared_focal,
+                            optimize_focal=cfg.optimize_focal and not known_focal, device=dev)
         n_tr = tracks.num_tracks
         uv = torch.as_tensor(np.asarray(tracks.xy, np.float32)).clone()
         uv[..., 0] = (uv[..., 0] + 0.5) * sx - 0.5
@@ -653,10 +733,9 @@ class WindowProcessor:
             conf_own = conf_own.numpy()
             confidence = np.where(own_ok.numpy(), 1.0 - 1.0 / np.maximum(conf_own, 1.0), 0.0).astype(np.float32)
         if n_tr:
-            X = torch.as_tensor(_world_points(np.nan_to_num(depth, nan=0.0), Ks, poses), dtype=torch.float32)
-            from .optim.losses import lift_tracks
+            from .optim.losses import lift_tracks_from_depth
 
-            xyz = lift_tracks(X, torch.as_tensor(np.asarray(tracks.xy, np.float32))).numpy()
+            xyz = lift_tracks_from_depth(np.nan_to_num(depth, nan=0.0), Ks, poses, np.asarray(tracks.xy, np.float32))
             vis = np.asarray(tracks.visible, bool) & np.isfinite(xyz).all(-1)
             xyz = interpolate_track_gaps(xyz, vis)
         else:

@@ -65,6 +65,21 @@ def test_track_sfm_recovers_poses():
     assert res.rms_px < no_ba.rms_px  # the bundle adjustment lowers the reprojection error
 
 
+def test_track_sfm_ignores_tracks_that_jump():
+    """Tracks that jump by tens of pixels in one frame (tracker failures) must not drag the bundle adjustment."""
+    uv, T_gt = _scene(T=8, N=300)
+    rng = np.random.default_rng(3)
+    bad = rng.choice(uv.shape[1], 45, replace=False)
+    # in the last frame: the track's first-last triangulation is then far off in every frame it is seen in
+    uv[-1, bad] += rng.uniform(20, 60, (bad.size, 2)) * rng.choice([-1, 1], (bad.size, 2))
+    res = sfm.track_sfm(uv, np.ones(uv.shape[:2], bool), K, ba_iters=15, huber_px=0.5)
+    c, g = res.T_world_cam[:, :3, 3], T_gt[:, :3, 3]
+    s, R, t = umeyama_np(c, g)
+    ate = np.sqrt(((s * c @ R.T + t - g) ** 2).sum(1).mean())
+    assert ate / np.linalg.norm(np.diff(g, axis=0), axis=1).sum() < 0.01
+    assert res.rms_px < 0.6
+
+
 def test_blend_weights_equal_dense_nearest_neighbours():
     g = torch.Generator().manual_seed(0)
     uv = torch.rand(3, 200, 2, generator=g) * torch.tensor([39.0, 29.0])

@@ -36,6 +36,9 @@ from ..types import FlowResult, Tracks, check_shape
 log = logging.getLogger(__name__)
 
 _REFERENCE_WIDTH = 320.0
+# a median + k * MAD threshold from fewer residuals than this is too noisy (k ~ 6 amplifies the MAD's error): the
+# fixed threshold is used instead (low resolutions, few tracks)
+_MIN_ADAPTIVE_SAMPLES = 100
 
 
 def sampson_threshold_px(cfg: MotionConfig, width: int) -> float:
@@ -150,7 +153,7 @@ def robust_threshold_px(residual_px: np.ndarray, cfg: MotionConfig, cap_px: floa
     """
     r = np.asarray(residual_px, np.float64)
     r = r[np.isfinite(r)]
-    if cfg.threshold_mode == "fixed" or len(r) < 8:
+    if cfg.threshold_mode == "fixed" or len(r) < _MIN_ADAPTIVE_SAMPLES:
         return float(cap_px)
     med = float(np.median(r))
     sigma = 1.4826 * float(np.median(np.abs(r - med)))
@@ -463,6 +466,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
 
     grid = np.stack(np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32)), -1)
     raw = np.zeros((num_frames, H, W), bool)
+    votes = np.zeros((num_frames, H, W), np.int16)
+    seen = np.zeros((num_frames, H, W), np.int16)
     evidence = np.zeros((num_frames, H, W), bool)
     residual = np.zeros((num_frames, H, W), np.float32)
     for e, m in enumerate(models):
@@ -471,6 +476,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             if m.kind != "none":
                 for frame, r, valid in ((i, hits[e][1], flow.valid_fwd[e]), (j, hits[e][2], flow.valid_bwd[e])):
                     raw[frame] |= r > m.threshold_px
+                    votes[frame] += r > m.threshold_px
+                    seen[frame] += valid
                     evidence[frame] |= valid
                     np.maximum(residual[frame], r, out=residual[frame])
             continue
@@ -493,11 +500,15 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             r = model_residual_px(model, grid, target)
             r = np.where(valid & np.isfinite(r), r, 0.0).astype(np.float32)
             raw[frame] |= r > model.threshold_px
+            votes[frame] += r > model.threshold_px
+            seen[frame] += valid
             evidence[frame] |= valid
             np.maximum(residual[frame], r, out=residual[frame])
             rs.append(r)
         if use_cache:
             cache.put(pair_keys[e], m, rs[0], rs[1])
+    if cfg.vote_fraction > 0:
+        raw &= votes >= np.maximum(1, np.ceil(cfg.vote_fraction * seen - 1e-6))
     radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
     if images is not None and radius > 0:
         check_shape("images", images, "T H W 3", {"T": num_frames, "H": H, "W": W})

@@ -193,3 +193,34 @@ def pts_target(X_world: torch.Tensor, uv: torch.Tensor, valid: torch.Tensor, ind
 def pts_loss(X_world: torch.Tensor, target: torch.Tensor, scene_scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     """Point trajectory smoothness: mean L1 between the pointmaps and their smoothed target."""
     return (X_world - target).abs().sum(-1).mean() / scene_scale
+
+
+def lift_tracks_from_depth(depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """World positions ``T N 3`` of tracks ``uv`` (``T N 2``) on depth maps, without building whole pointmaps.
+
+    The same values as :func:`lift_tracks` on the world pointmaps of ``depth`` (``T H W``, per-frame ``K`` ``T 3 3``
+    and ``T_world_cam`` ``T 4 4``): the four neighbouring pixels are unprojected and blended bilinearly, positions
+    clamped to the image (border padding). Non-finite positions give NaN.
+    """
+    T, H, W = depth.shape
+    uv = np.asarray(uv, np.float64)
+    fin = np.isfinite(uv).all(-1)
+    x = np.clip(np.where(fin, uv[..., 0], 0.0), 0.0, W - 1)
+    y = np.clip(np.where(fin, uv[..., 1], 0.0), 0.0, H - 1)
+    x0 = np.minimum(np.floor(x).astype(np.int64), max(W - 2, 0))
+    y0 = np.minimum(np.floor(y).astype(np.int64), max(H - 2, 0))
+    ax, ay = x - x0, y - y0
+    tt = np.arange(T)[:, None]
+    out = np.zeros(uv.shape[:2] + (3,))
+    Kf = np.asarray(K, np.float64)
+    for dy, dx, wgt in ((0, 0, (1 - ax) * (1 - ay)), (0, 1, ax * (1 - ay)), (1, 0, (1 - ax) * ay), (1, 1, ax * ay)):
+        xi = np.minimum(x0 + dx, W - 1)
+        yi = np.minimum(y0 + dy, H - 1)
+        d = depth[tt, yi, xi].astype(np.float64)
+        px = (xi - Kf[:, 0, 2][:, None]) / Kf[:, 0, 0][:, None] * d
+        py = (yi - Kf[:, 1, 2][:, None]) / Kf[:, 1, 1][:, None] * d
+        out += wgt[..., None] * np.stack([px, py, d], -1)
+    Tw = np.asarray(T_world_cam, np.float64)
+    out = np.einsum("tnc,tdc->tnd", out, Tw[:, :3, :3]) + Tw[:, None, :3, 3]
+    out[~fin] = np.nan
+    return out.astype(np.float32)

@@ -27,6 +27,7 @@ __all__ = ["TrackSfM", "LowParallaxError", "track_sfm", "rotation_parallax", "ch
            "multiview_depth", "multiview_residual", "smooth_inverse_depth"]
 
 _MIN_POINTS = 12
+_GATE_PX = 8.0  # observations this far from their point's projection before the bundle adjustment are outliers
 
 
 @dataclass
@@ -301,8 +302,23 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
         Rk, _ = cv2.Rodrigues(rvec)
         Rt[k] = (Rk, tvec.ravel())
         triangulate_new()
+    # ---- gross outliers out before the bundle adjustment: an observation far off its point's projection under
+    # the PnP poses (a bad triangulation, a point behind a camera, a track that jumped) would dominate even a
+    # Huber loss; tracks left with fewer than 2 observations are dropped
+    obs_ok = ok & tri[None, :]
+    for k in range(T):
+        sel = np.flatnonzero(obs_ok[k])
+        if sel.size:
+            pr, z = _proj(K, Rt[k][0], Rt[k][1], X[sel])
+            bad = ~((z > 0) & (np.linalg.norm(pr - uv[k, sel], axis=1) < _GATE_PX))
+            obs_ok[k, sel[bad]] = False
+    keep = obs_ok.sum(0) >= 2
+    if (tri & ~keep).any():
+        log.debug("track SfM: %d tracks with gross reprojection errors left out of the BA", int((tri & ~keep).sum()))
+    tri &= keep
+    obs_ok &= tri[None, :]
     # ---- bundle adjustment (frame 0 fixed)
-    obs_f, obs_p = np.nonzero(ok & tri[None, :])
+    obs_f, obs_p = np.nonzero(obs_ok)
     pts_idx = np.flatnonzero(tri)
     pmap = -np.ones(n, np.int64)
     pmap[pts_idx] = np.arange(len(pts_idx))
@@ -550,3 +566,65 @@ def smooth_inverse_depth(rho: np.ndarray, info: np.ndarray, grey: np.ndarray, sm
         p = z + (rz_new / rz) * p
         rz = rz_new
     return x
+
+
+def compose_flow(flow_ab: np.ndarray, valid_ab: np.ndarray, flow_bc: np.ndarray, valid_bc: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Chain two flow fields: ``a -> b`` then ``b -> c`` (bilinear look-up of the second at the first's targets).
+
+    Args:
+        flow_ab, flow_bc: ``2 H W``; valid_ab, valid_bc: ``H W`` bool.
+    Returns:
+        ``(flow_ac 2 H W float32, valid_ac H W bool)``: valid where both are valid (the second at the nearest
+        pixel of the target) and the target lies inside the image.
+    """
+    _, H, W = flow_ab.shape
+    u, v = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+    mx = (u + flow_ab[0]).astype(np.float32)
+    my = (v + flow_ab[1]).astype(np.float32)
+    f2 = cv2.remap(np.ascontiguousarray(np.moveaxis(flow_bc, 0, -1).astype(np.float32)), mx, my, cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_REPLICATE)
+    v2 = cv2.remap(np.asarray(valid_bc, np.uint8), mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                   borderValue=0) > 0
+    inside = (mx >= 0) & (mx <= W - 1) & (my >= 0) & (my <= H - 1)
+    out = np.stack([flow_ab[0] + f2[..., 0], flow_ab[1] + f2[..., 1]]).astype(np.float32)
+    return out, np.asarray(valid_ab, bool) & v2 & inside
+
+
+def chained_flows(items: Sequence[tuple[int, int, np.ndarray, np.ndarray]], num_frames: int, max_hops: int = 3
+                  ) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Longer-baseline flows by chaining the longest available step, for multi-view triangulation.
+
+    From every frame, in both directions, the longest-stride flow is followed repeatedly (up to ``max_hops``
+    steps); each chain longer than every direct flow of that frame is returned. Flow noise grows like the square
+    root of the hops while the parallax grows linearly, so low-parallax pixels (far surfaces, the focus of
+    expansion of a forward-moving camera) gain the most.
+
+    Args:
+        items: ``(src, dst, flow 2 H W, valid H W)`` direct flows.
+    Returns:
+        the new ``(src, dst, flow, valid)`` items.
+    """
+    by_src: dict = {}
+    for s, d, fl, ok in items:
+        by_src.setdefault(int(s), {})[int(d)] = (fl, np.asarray(ok, bool))
+    out = []
+    for s in range(num_frames):
+        direct = by_src.get(s, {})
+        for sign in (1, -1):
+            reach = [d for d in direct if (d - s) * sign > 0]
+            if not reach:
+                continue
+            longest = max(abs(d - s) for d in reach)
+            cur_d = max(reach, key=lambda d: abs(d - s))
+            fl, ok = direct[cur_d]
+            for _ in range(max_hops - 1):
+                nxt = [d for d in by_src.get(cur_d, {}) if (d - cur_d) * sign > 0]
+                if not nxt:
+                    break
+                d2 = max(nxt, key=lambda d: abs(d - cur_d))
+                fl, ok = compose_flow(fl, ok, *by_src[cur_d][d2])
+                cur_d = d2
+                if abs(cur_d - s) > longest and ok.any():
+                    out.append((s, cur_d, fl, ok))
+    return out

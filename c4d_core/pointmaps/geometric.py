@@ -621,3 +621,111 @@ def _unproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     x = (gx - K[0, 2]) / K[0, 0]
     y = (gy - K[1, 2]) / K[1, 1]
     return np.stack([x * depth, y * depth, depth], axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------- posed pointmaps
+class DeferredPointmaps(PairwisePointmaps):
+    """Placeholder :class:`PairwisePointmaps` (``E 1 1 3`` zero views) for pointmaps that the window solver
+    triangulates itself once it knows the window's poses (:func:`posed_pointmaps`, ``pointmaps.pose_source=sfm``).
+
+    Consumers that need real pointmaps before the solve call the predictor instead.
+    """
+
+    @classmethod
+    def for_edges(cls, edges: Sequence[tuple[int, int]]) -> "DeferredPointmaps":
+        E = len(edges)
+        z3 = np.broadcast_to(np.zeros((1, 1, 1, 3), np.float32), (E, 1, 1, 3))
+        c = np.broadcast_to(np.ones((1, 1, 1), np.float32), (E, 1, 1))
+        return cls(edges=list(edges), pts_i=z3, pts_j=z3, conf_i=c, conf_j=c)
+
+
+def posed_pointmaps(edges: Sequence[tuple[int, int]], flow_fwd: np.ndarray, flow_bwd: np.ndarray,
+                    valid_fwd: np.ndarray, valid_bwd: np.ndarray, T_world_cam: np.ndarray, K: np.ndarray,
+                    min_parallax_deg: float = 0.5, epi_threshold_px: float = 1.0
+                    ) -> tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise pointmaps triangulated from flow under known poses (no relative-pose search).
+
+    Every pixel of both views of each undirected edge is triangulated (closed form, as :func:`triangulate_depth`)
+    with the relative pose taken from ``T_world_cam``; the evidence is the same angle x epipolar x forward-backward
+    product as the pose-searching backend (the forward-backward term is the ``valid`` mask). Pixels without
+    evidence keep depth 1 and confidence 1 (zero weight in the optimiser). Points are at the poses' scale, so the
+    similarity of directed edge ``(i, j)`` onto the world is exactly ``T_world_cam[i]`` (scale 1).
+
+    Args:
+        edges: ``U`` undirected edges ``(a, b)``.
+        flow_fwd, flow_bwd: ``U 2 h w`` flow a->b and b->a at the resolution of ``K``.
+        valid_fwd, valid_bwd: ``U h w`` bool forward-backward consistent pixels of a (resp. b).
+        T_world_cam: ``T 4 4`` poses; K: ``3 3`` intrinsics at this resolution.
+        min_parallax_deg: triangulation angle of half evidence; epi_threshold_px: Sampson scale in pixels.
+    Returns:
+        ``(directed, pts_i, pts_j, conf_i, conf_j)``: ``directed`` = edges then their reverses (``2U``),
+        ``pts_* 2U h w 3`` float32 in camera i, ``conf_* 2U h w`` float32 in ``[1, 1 + 9]``.
+    """
+    edges = [tuple(map(int, e)) for e in edges]
+    U = len(edges)
+    check_shape("flow_fwd", flow_fwd, "U 2 h w", {"U": U})
+    s = check_shape("flow_bwd", flow_bwd, "U 2 h w", {"U": U, "h": flow_fwd.shape[2], "w": flow_fwd.shape[3]})
+    h, w = s["h"], s["w"]
+    check_shape("T_world_cam", T_world_cam, "T 4 4")
+    directed = edges + [(b, a) for a, b in edges]
+    D = len(directed)
+    src = np.array([e[0] for e in directed], np.int64)
+    dst = np.array([e[1] for e in directed], np.int64)
+    flow = np.concatenate([flow_fwd, flow_bwd]).astype(np.float32)             # D 2 h w (src -> dst)
+    valid = np.concatenate([valid_fwd, valid_bwd]).astype(bool)               # D h w
+    Tw = np.asarray(T_world_cam, np.float64)
+    R_w, c_w = Tw[:, :3, :3], Tw[:, :3, 3]
+    # relative poses X_dst = R X_src + t (per directed edge; scalars broadcast over the pixels below)
+    R = np.einsum("dba,dbc->dac", R_w[dst], R_w[src]).astype(np.float32)
+    t = np.einsum("dba,db->da", R_w[dst], c_w[src] - c_w[dst]).astype(np.float32)
+    K = np.asarray(K, np.float64)
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    a = ((gx - cx) / fx)[None]                                                  # normalised ray of src (1 h w)
+    b = ((gy - cy) / fy)[None]
+    p = (gx[None] + flow[:, 0] - cx) / fx                                       # normalised ray of dst (D h w)
+    q = (gy[None] + flow[:, 1] - cy) / fy
+
+    def col(m, i, j):
+        return m[:, i, j][:, None, None]
+
+    def vec(v, i):
+        return v[:, i][:, None, None]
+
+    # component arithmetic (much faster than einsum / np.cross on D h w 3 arrays)
+    r0 = col(R, 0, 0) * a + col(R, 0, 1) * b + col(R, 0, 2)                    # R r1
+    r1 = col(R, 1, 0) * a + col(R, 1, 1) * b + col(R, 1, 2)
+    r2 = col(R, 2, 0) * a + col(R, 2, 1) * b + col(R, 2, 2)
+    t0, t1, t2 = vec(t, 0), vec(t, 1), vec(t, 2)
+    c0, c1, c2 = q * r2 - r1, r0 - p * r2, p * r1 - q * r0                     # ray2 x R ray1
+    d0, d1, d2 = q * t2 - t1, t0 - p * t2, p * t1 - q * t0                     # ray2 x t
+    z1 = -(c0 * d0 + c1 * d1 + c2 * d2) / np.maximum(c0 * c0 + c1 * c1 + c2 * c2, 1e-18)
+    z2 = z1 * r2 + t2
+    # triangulation angle at the point between the two camera centres (camera 2 at -R^T t in frame 1)
+    o0 = -(col(R, 0, 0) * t0 + col(R, 1, 0) * t1 + col(R, 2, 0) * t2)
+    o1 = -(col(R, 0, 1) * t0 + col(R, 1, 1) * t1 + col(R, 2, 1) * t2)
+    o2 = -(col(R, 0, 2) * t0 + col(R, 1, 2) * t1 + col(R, 2, 2) * t2)
+    X0, X1, X2 = z1 * a, z1 * b, z1
+    v0, v1, v2 = X0 - o0, X1 - o1, X2 - o2
+    cosang = (X0 * v0 + X1 * v1 + X2 * v2) / np.maximum(
+        np.sqrt((X0 * X0 + X1 * X1 + X2 * X2) * (v0 * v0 + v1 * v1 + v2 * v2)), 1e-18)
+    angle = np.degrees(np.arccos(np.clip(cosang, -1.0, 1.0)))
+    # Sampson distance in pixels under F = K^-T [t]x R K^-1: E ray1 = t x (R ray1), E^T ray2 = R^T (ray2 x t)
+    e0, e1, e2 = t1 * r2 - t2 * r1, t2 * r0 - t0 * r2, t0 * r1 - t1 * r0
+    g0 = col(R, 0, 0) * d0 + col(R, 1, 0) * d1 + col(R, 2, 0) * d2
+    g1 = col(R, 0, 1) * d0 + col(R, 1, 1) * d1 + col(R, 2, 1) * d2
+    num = p * e0 + q * e1 + e2
+    den = (e0 / fx) ** 2 + (e1 / fy) ** 2 + (g0 / fx) ** 2 + (g1 / fy) ** 2
+    samp = np.abs(num) / np.sqrt(np.maximum(den, 1e-30))
+    fb = np.where(valid, 0.0, np.inf).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        ev = _evidence(angle, fb, samp, z1, z2, min_parallax_deg, 1.0, max(float(epi_threshold_px), 1e-6))
+    ev[ev < _EVIDENCE_FILL] = 0.0
+    z = np.where(ev > 0, z1, 1.0).astype(np.float32)
+    P = np.stack([z * a, z * b, z], -1)                                         # D h w 3, camera src
+    conf = (1.0 + CONF_SCALE * ev).astype(np.float32)
+    rev = np.concatenate([np.arange(U, D), np.arange(0, U)])                   # index of (j, i) for (i, j)
+    # view j's points (triangulated from its own flow to i) into camera i: X_i = R_ij X_j + t_ij
+    Pr, Rr, tr = P[rev], R[rev], t[rev]
+    P_j = np.einsum("dhwc,dkc->dhwk", Pr, Rr) + tr[:, None, None, :]
+    return directed, P, P_j.astype(np.float32), conf, conf[rev].copy()
