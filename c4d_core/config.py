@@ -310,6 +310,9 @@ class MotionConfig(_Section):
                                "320 px width; 0 = off)", lo=0, hi=64)
     refine_eps: float = _f(1e-3, "guided-filter regulariser (grey levels in [0, 1], squared)", lo=0.0, lo_open=True)
     min_region_px: int = _f(20, "drop mask components smaller than this many pixels", lo=0)
+    robust_fit: str = _f("lmeds", "robust estimator of each pair's fundamental matrix: lmeds (the paper; no "
+                         "threshold) or ransac (threshold = the pair's fixed Sampson threshold; ~40x faster)",
+                         choices=("lmeds", "ransac"))
     vote_fraction: float = _f(0.25, "a pixel is dynamic when at least this fraction of the frame's pairs that see it "
                               "flag it (0 = the paper's union: any one pair)", lo=0.0, hi=1.0)
     rigidity_threshold_px: float = _f(2.5, "with the tracks initialisation: also mark pixels whose flows no single "

@@ -192,7 +192,11 @@ def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg:
     if Hm is not None and parallax < cfg.min_translation_px:
         log.debug("edge %s: small parallax (%.2f px): homography model", edge, parallax)
         return done("H", Hm, "small parallax")
-    Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_LMEDS)
+    if cfg.robust_fit == "ransac":
+        Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_RANSAC, ransacReprojThreshold=float(threshold_px),
+                                       confidence=0.999)
+    else:
+        Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_LMEDS)
     if Fm is None or Fm.shape != (3, 3) or not np.all(np.isfinite(Fm)):
         if Hm is not None:
             log.info("edge %s: fundamental-matrix fit failed; homography model used", edge)

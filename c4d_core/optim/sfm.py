@@ -136,14 +136,22 @@ def rotation_parallax(uv: np.ndarray, ok: np.ndarray, K: np.ndarray, ref: int = 
         if m < 8:
             continue
         ra, rb, ub = _bearings(K, uv[ref, both]), _bearings(K, uv[k, both]), uv[k, both]
-        best_in, best_cnt = None, -1
-        for _ in range(iters):
-            pick = rng.choice(m, 2, replace=False)
-            R = _kabsch(ra[pick], rb[pick])
-            inl = _rot_residual(K, R, ra, ub) < inlier_px
-            c = int(inl.sum())
-            if c > best_cnt:
-                best_in, best_cnt = inl, c
+        # all 2-point hypotheses at once: batched Kabsch and residuals (iters x m)
+        i0 = rng.integers(0, m, iters)
+        i1 = (i0 + rng.integers(1, m, iters)) % m  # a different second point
+        Hs = np.einsum("sni,snj->sij", np.stack([rb[i0], rb[i1]], 1), np.stack([ra[i0], ra[i1]], 1))
+        U, _, Vt = np.linalg.svd(Hs)
+        d = np.sign(np.linalg.det(U @ Vt))
+        Rh = U @ (np.eye(3)[None] * np.stack([np.ones(iters), np.ones(iters), d], 1)[:, None, :]) @ Vt
+        q = np.einsum("sij,nj->sni", Rh, ra)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zq = np.where(q[..., 2] > 1e-9, q[..., 2], np.nan)
+            du = K[0, 0] * q[..., 0] / zq + K[0, 2] - ub[None, :, 0]
+            dv = K[1, 1] * q[..., 1] / zq + K[1, 2] - ub[None, :, 1]
+        inl_all = np.nan_to_num(np.hypot(du, dv), nan=1e9) < inlier_px
+        cnt = inl_all.sum(1)
+        best = int(np.argmax(cnt))
+        best_in, best_cnt = inl_all[best], int(cnt[best])
         if best_cnt < 3:
             frac = 0.0
             continue
