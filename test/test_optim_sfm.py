@@ -230,3 +230,38 @@ def test_smooth_inverse_depth_solves_its_system_and_fills_a_plane():
     assert err[info == 0].max() < 1e-4          # the hole: harmonic fill of an affine function is exact
     assert err[:, 5:35, 5:55].max() < 1e-3      # away from the image border
     assert err.max() < 0.03                     # the membrane's free border bends a slanted plane a little
+
+
+def test_compose_and_chain_flows():
+    H, W = 20, 30
+    ab = np.zeros((2, H, W), np.float32)
+    ab[0] = 3.0
+    bc = np.zeros((2, H, W), np.float32)
+    u = np.arange(W, dtype=np.float32)[None].repeat(H, 0)
+    bc[1] = 0.1 * u  # depends on the position: must be looked up at the first flow's target
+    ok = np.ones((H, W), bool)
+    ok_bc = ok.copy()
+    ok_bc[:, 10] = False
+    ac, ok_ac = sfm.compose_flow(ab, ok, bc, ok_bc)
+    inside = u + 3.0 <= W - 1
+    assert np.allclose(ac[0], 3.0)
+    assert np.allclose(ac[1][inside], 0.1 * (u + 3.0)[inside], atol=1e-5)
+    assert not ok_ac[~inside].any()               # targets outside the image
+    assert not ok_ac[:, 7].any() and ok_ac[:, 6].all()  # lands on an invalid pixel of the second flow
+    # chains: strides (1, 4) in 13 frames -> frame 0 reaches 8 and 12 through 4-steps, frame 12 reaches 4 and 0
+    items = []
+    for s in range(13):
+        for k in (1, 4):
+            for d in (s + k, s - k):
+                if 0 <= d < 13:
+                    fl = np.zeros((2, H, W), np.float32)
+                    fl[0] = 0.5 * (d - s)
+                    items.append((s, d, fl, ok))
+    extra = {(s, d): fl for s, d, fl, _ in sfm.chained_flows(items, 13, max_hops=3)}
+    assert (0, 8) in extra and (0, 12) in extra and (12, 4) in extra and (12, 0) in extra
+    direct = {(s, d) for s, d, _, _ in items}
+    for s, d in extra:  # every chain is longer than the frame's longest direct flow in that direction
+        longest = max(abs(d2 - s2) for s2, d2 in direct if s2 == s and (d2 - s2) * (d - s) > 0)
+        assert abs(d - s) > longest and (s, d) not in direct
+    assert np.allclose(extra[(0, 12)][0][:, :5], 6.0)  # three steps of 2 px
+    assert not sfm.chained_flows(items, 13, max_hops=1)
