@@ -230,6 +230,8 @@ class FlowConfig(_Section):
     _prefix = "flow."
     backend: str = _f("dis", "optical flow backend", choices=("dis", "raft_small", "raft_large"))
     dis_preset: str = _f("medium", "OpenCV DIS preset", choices=("ultrafast", "fast", "medium"))
+    workers: int = _f(2, "threads computing DIS pairs in parallel (OpenCV releases the GIL; 1 = sequential)",
+                      lo=1, hi=64)
     weights: str = _f("", "RAFT weights file (torchvision state dict); empty = look in the torch hub cache")
     allow_download: bool = _f(False, "allow torchvision to download RAFT weights when none are found locally")
     raft_iters: int = _f(12, "RAFT refinement iterations", lo=1, hi=64)
@@ -310,6 +312,8 @@ class MotionConfig(_Section):
                                "320 px width; 0 = off)", lo=0, hi=64)
     refine_eps: float = _f(1e-3, "guided-filter regulariser (grey levels in [0, 1], squared)", lo=0.0, lo_open=True)
     min_region_px: int = _f(20, "drop mask components smaller than this many pixels", lo=0)
+    workers: int = _f(2, "threads fitting the pairs' two-view models in parallel (OpenCV releases the GIL; "
+                         "1 = sequential)", lo=1, hi=64)
     robust_fit: str = _f("lmeds", "robust estimator of each pair's fundamental matrix: lmeds (the paper; no "
                          "threshold) or ransac (threshold = the pair's fixed Sampson threshold; ~40x faster)",
                          choices=("lmeds", "ransac"))

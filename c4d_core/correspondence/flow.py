@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
@@ -24,6 +25,7 @@ import torch
 from ..config import FlowConfig
 from ..errors import ConfigError, InputError, ModelLoadError
 from ..models.checkpoint import check_state_dict
+from ..parallel import thread_map
 from ..types import FlowResult
 from ._checks import check_edges, check_images
 
@@ -100,16 +102,20 @@ def _assemble(edges: list, fwd: list, bwd: list, threshold_px: float) -> FlowRes
 class DISFlow:
     """OpenCV DIS optical flow (CPU, no weights). ``preset``: ultrafast, fast or medium."""
 
-    def __init__(self, preset: str = "medium", fb_threshold_px: float = 1.5) -> None:
+    def __init__(self, preset: str = "medium", fb_threshold_px: float = 1.5, workers: int = 1) -> None:
         if preset not in _DIS_PRESETS:
             raise ConfigError(f"flow.dis_preset: {preset!r} is not one of {list(_DIS_PRESETS)}")
         self.preset = preset
         self.fb_threshold_px = float(fb_threshold_px)
-        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        self.workers = max(1, int(workers))
+        self._local = threading.local()  # one DIS object per thread (they keep state between calls)
 
     def pair(self, grey_i: np.ndarray, grey_j: np.ndarray) -> np.ndarray:
         """Flow ``2 H W`` float32 from grey ``H W`` uint8 image i to image j."""
-        flow = self._dis.calc(grey_i, grey_j, None)
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            dis = self._local.dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        flow = dis.calc(grey_i, grey_j, None)
         return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
 
     def estimate(self, images: np.ndarray, edges: Sequence[tuple[int, int]]) -> FlowResult:
@@ -123,9 +129,15 @@ class DISFlow:
             for k in (i, j):
                 if k not in grey:
                     grey[k] = cv2.cvtColor(images[k], cv2.COLOR_RGB2GRAY)
-        fwd = [self.pair(grey[i], grey[j]) for i, j in edges]
-        bwd = [self.pair(grey[j], grey[i]) for i, j in edges]
-        return _assemble(edges, fwd, bwd, self.fb_threshold_px)
+        def one(e):
+            i, j = e
+            f, b = self.pair(grey[i], grey[j]), self.pair(grey[j], grey[i])
+            return f, b, fb_consistency(f, b, self.fb_threshold_px), fb_consistency(b, f, self.fb_threshold_px)
+
+        out = thread_map(one, edges, self.workers)
+        return FlowResult(edges=list(edges), flow_fwd=np.stack([o[0] for o in out]),
+                          flow_bwd=np.stack([o[1] for o in out]), valid_fwd=np.stack([o[2] for o in out]),
+                          valid_bwd=np.stack([o[3] for o in out]))
 
 
 def _unwrap_state_dict(obj: object, path: str) -> dict:
@@ -243,7 +255,7 @@ class RaftFlow:
 
 
 def _make_dis(cfg: FlowConfig, device: torch.device | str) -> FlowEstimator:
-    return DISFlow(cfg.dis_preset, cfg.fb_threshold_px)
+    return DISFlow(cfg.dis_preset, cfg.fb_threshold_px, cfg.workers)
 
 
 def _make_raft(cfg: FlowConfig, device: torch.device | str) -> FlowEstimator:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..config import MotionConfig
 from ..errors import InputError
+from ..parallel import thread_map
 from ..types import FlowResult, Tracks, check_shape
 
 log = logging.getLogger(__name__)
@@ -433,26 +434,26 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     last_fit: dict = {}  # edge -> (uv_i, uv_j, model): an unchanged static set is not fitted again
 
     def fit_all(static: Optional[np.ndarray]) -> list[PairModel]:
-        models = []
-        for e, (i, j) in enumerate(flow.edges):
-            if e in hits:
-                models.append(hits[e][0])
-                continue
-            uv_i, uv_j, source = _static_correspondences(tracks, static, i, flow.flow_fwd[e], flow.valid_fwd[e],
-                                                         cfg.min_static_tracks, grid_step)
-            prev = last_fit.get(e)
-            if prev is not None and np.array_equal(prev[0], uv_i) and np.array_equal(prev[1], uv_j):
-                m0 = prev[2]
-                m = PairModel(m0.edge, m0.kind, m0.matrix, m0.num_static, m0.reason, m0.threshold_px)
-            else:
-                m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor)
-                last_fit[e] = (uv_i, uv_j, PairModel(m.edge, m.kind, m.matrix, m.num_static, m.reason,
-                                                     m.threshold_px))
-            if source != "tracks":
-                m.reason = (m.reason + "; " if m.reason else "") + "too few static tracks, flow grid used"
-                log.debug("edge %s: too few static tracks; correspondences sampled from the flow", (i, j))
-            models.append(m)
-        return models
+        return thread_map(lambda e: fit_one(e, static), range(E), cfg.workers)
+
+    def fit_one(e: int, static: Optional[np.ndarray]) -> PairModel:
+        i, j = flow.edges[e]
+        if e in hits:
+            return hits[e][0]
+        uv_i, uv_j, source = _static_correspondences(tracks, static, i, flow.flow_fwd[e], flow.valid_fwd[e],
+                                                     cfg.min_static_tracks, grid_step)
+        prev = last_fit.get(e)
+        if prev is not None and np.array_equal(prev[0], uv_i) and np.array_equal(prev[1], uv_j):
+            m0 = prev[2]
+            m = PairModel(m0.edge, m0.kind, m0.matrix, m0.num_static, m0.reason, m0.threshold_px)
+        else:
+            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor)
+            last_fit[e] = (uv_i, uv_j, PairModel(m.edge, m.kind, m.matrix, m.num_static, m.reason,
+                                                 m.threshold_px))
+        if source != "tracks":
+            m.reason = (m.reason + "; " if m.reason else "") + "too few static tracks, flow grid used"
+            log.debug("edge %s: too few static tracks; correspondences sampled from the flow", (i, j))
+        return m
 
     have_tracks = tracks is not None and tracks.num_tracks > 0
     mobility = None
