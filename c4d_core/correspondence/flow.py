@@ -129,6 +129,7 @@ class DISFlow:
             for k in (i, j):
                 if k not in grey:
                     grey[k] = cv2.cvtColor(images[k], cv2.COLOR_RGB2GRAY)
+
         def one(e):
             i, j = e
             f, b = self.pair(grey[i], grey[j]), self.pair(grey[j], grey[i])
