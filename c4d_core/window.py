@@ -336,7 +336,8 @@ class WindowProcessor:
                 pointmaps: Optional[PairwisePointmaps] = None,
                 on_iteration: Optional[Callable[[int, int, dict], None]] = None,
                 use_cma: bool = True, use_cts: bool = True, use_pts: bool = True,
-                frame_ids: Optional[Sequence[int]] = None) -> WindowSolution:
+                frame_ids: Optional[Sequence[int]] = None,
+                mobility_prior: Optional[np.ndarray] = None) -> WindowSolution:
         """Reconstruct one window.
 
         Args:
@@ -350,6 +351,8 @@ class WindowProcessor:
             use_cma, use_cts, use_pts: ablation switches.
             frame_ids: global ids of the ``T`` frames (stream indices); with them flow and pointmaps of pairs seen
                 in an earlier window are reused from a bounded cache (``optim.cache_pairs``).
+            mobility_prior: ``N`` track-level mobility of the tracks from the previous window (NaN = new track);
+                see :func:`c4d_core.motion.compute_motion`.
         Returns:
             :class:`WindowSolution`.
         """
@@ -402,7 +405,8 @@ class WindowProcessor:
         if cached and self._cache_ids is not None and self.cfg.motion.cache_pairs > 0:
             keys = [(self._cache_ids[i], self._cache_ids[j]) for i, j in edges]
         motion = compute_motion(flow, T, self.cfg.motion, tracks, images=images, pair_keys=keys,
-                                cache=self._motion_cache if keys is not None else None)
+                                cache=self._motion_cache if keys is not None else None,
+                                mobility_prior=mobility_prior)
         timings["masks"] = time.perf_counter() - t0
         if tracks.mobility is None and motion.mobility is not None:
             tracks = Tracks(tracks.ids, tracks.xy, tracks.visible, tracks.confidence, motion.mobility)

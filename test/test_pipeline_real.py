@@ -3,6 +3,8 @@ on small synthetic scenes with exact ground truth (bounds from measurement, with
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -58,12 +60,22 @@ def test_real_front_end_window(scene):
     assert sol2.timings["flow"] < sol.timings["flow"] + 1.0
 
 
-def test_real_engine_stream(scene):
+@pytest.mark.parametrize("reuse_mobility", [False, True])
+def test_real_engine_stream(scene, reuse_mobility):
     # W=8, S=4 at this resolution: 128x96 gives ~100 tracks, and the default 12-frame window (chosen by measurement
     # at 320x240, bench/README.md) keeps too few static ones in its first frames
     cfg = C4DConfig().with_overrides(["runtime.device=cpu", "stream.width=128", "stream.height=96",
-                                      "stream.mode=offline", "stream.window_size=8", "stream.window_stride=4"])
+                                      "stream.mode=offline", "stream.window_size=8", "stream.window_stride=4",
+                                      f"motion.reuse_mobility={str(reuse_mobility).lower()}"])
     eng = Reconstructor(cfg)
+    seen_prior = []
+    real_process = eng._processor.process if hasattr(eng, "_processor") and eng._processor is not None else None
+    if real_process is not None:
+        @functools.wraps(real_process)  # keeps the signature the engine inspects
+        def spy(*a, **kw):
+            seen_prior.append(kw.get("mobility_prior") is not None)
+            return real_process(*a, **kw)
+        eng._processor.process = spy
     est = {}
     for k in range(len(scene.images)):
         r = eng.push(Frame(image=scene.images[k], stamp_ns=1_000_000_000 + k * 33_333_333, K=scene.K))
@@ -79,6 +91,8 @@ def test_real_engine_stream(scene):
     assert ate < ATE_STREAM and rpe < 0.5, (ate, rpe)
     steps = np.linalg.norm(np.diff(T_est[:, :3, 3], axis=0), axis=1)
     assert steps.max() < 3.0 * np.median(steps)  # continuous across window boundaries (no jumps)
+    if seen_prior:
+        assert any(seen_prior) == reuse_mobility and not seen_prior[0]  # from the second window on
 
 
 ATE_WINDOW = 0.06  # measured 0.037

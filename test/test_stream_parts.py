@@ -88,3 +88,31 @@ def test_frame_selector_every_nth_rate_and_duplicates():
     assert dup.keep(Frame(255 - img, 2))
     off = FrameSelector(C4DConfig().with_overrides(["stream.mode=offline", "stream.every_nth=3"]).stream)
     assert all(off.keep(Frame(img, i)) for i in range(5))
+
+
+def test_mobility_prior_fits_once_and_flags_movers():
+    """With a mobility prior the pairs are fitted once (on believed-static and new tracks) and mobility is still
+    measured: the movers' tracks come out mobile."""
+    from unittest import mock
+
+    import c4d_core.motion.masks as mm
+    from _gt_scene import make_scene, sliding_edges
+    from c4d_core.config import C4DConfig
+    from c4d_core.motion import compute_motion
+    from c4d_core.types import Tracks
+
+    sc = make_scene(128, 96, 8, seed=0)
+    flow = sc.flow_result(sliding_edges(8))
+    tr = Tracks(sc.tracks.ids, sc.tracks.xy, sc.tracks.visible, sc.tracks.confidence, None)
+    cfg = C4DConfig().motion
+    prior = np.full(tr.num_tracks, np.nan)
+    prior[: tr.num_tracks // 2] = np.where(sc.track_dynamic[: tr.num_tracks // 2], 1.0, 0.0)  # half known
+    with mock.patch.object(mm, "fit_pair_model", wraps=mm.fit_pair_model) as spy:
+        res = compute_motion(flow, 8, cfg, tr, mobility_prior=prior)
+    assert spy.call_count == len(flow.edges)  # one pass
+    with mock.patch.object(mm, "fit_pair_model", wraps=mm.fit_pair_model) as spy:
+        compute_motion(flow, 8, cfg, tr)
+    assert spy.call_count > len(flow.edges)  # two passes without the prior
+    assert ((res.mobility.max(0) > 0.5) == sc.track_dynamic).mean() >= 0.97
+    with pytest.raises(InputError, match="mobility_prior"):
+        compute_motion(flow, 8, cfg, tr, mobility_prior=prior[:-1])

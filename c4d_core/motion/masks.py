@@ -390,7 +390,8 @@ class PairMotionCache:
 
 def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks: Optional[Tracks] = None,
                    images: Optional[np.ndarray] = None, *, pair_keys: Optional[Sequence] = None,
-                   cache: Optional[PairMotionCache] = None) -> MotionResult:
+                   cache: Optional[PairMotionCache] = None,
+                   mobility_prior: Optional[np.ndarray] = None) -> MotionResult:
     """Correspondence-guided motion masks of a window (and geometric track mobility).
 
     Args:
@@ -405,6 +406,9 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             image fingerprints); with ``cache`` the model and dense residuals of a pair seen before are reused
             (the flow of a key must not change).
         cache: a :class:`PairMotionCache` (used only together with ``pair_keys``).
+        mobility_prior: ``N`` track-level mobility from an earlier window (NaN for tracks it did not see), for
+            trackers without mobility: the models are fitted once, on the tracks not believed to move, and the
+            mobility is then estimated from them (instead of a first fit on every track).
     Returns:
         :class:`MotionResult` with ``T H W`` masks.
     """
@@ -460,6 +464,12 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     if have_tracks and tracks.mobility is not None:
         mobility = np.asarray(tracks.mobility, np.float32)
         models = fit_all(np.nanmax(np.where(tracks.visible, mobility, 0.0), axis=0) < cfg.mobility_threshold)
+    elif have_tracks and mobility_prior is not None:
+        prior = np.asarray(mobility_prior, np.float64).reshape(-1)
+        if prior.shape[0] != tracks.num_tracks:
+            raise InputError(f"mobility_prior has {prior.shape[0]} values for {tracks.num_tracks} tracks")
+        models = fit_all(~(prior >= cfg.mobility_threshold))  # NaN (unknown) -> a static candidate
+        mobility = estimate_track_mobility(tracks, models, thr, cfg)
     elif have_tracks:
         models = fit_all(None)
         mobility = estimate_track_mobility(tracks, models, thr, cfg)

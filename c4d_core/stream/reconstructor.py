@@ -134,6 +134,7 @@ class Reconstructor:
         self._anchor: Optional[WorldFrameState] = None  # last valid frame, anchors a new segment
         self._segment_start = True
         self._pending_reset = True
+        self._track_mobility: Dict[int, float] = {}  # track id -> track-level mobility in the last window
         self._scale_ratios: Deque[float] = collections.deque(maxlen=64)
         self._selector.reset()
         self._map.clear()
@@ -320,9 +321,18 @@ class Reconstructor:
         if not hasattr(self, "_accepts_ids"):
             import inspect
 
-            self._accepts_ids = "frame_ids" in inspect.signature(self._processor.process).parameters
+            params = inspect.signature(self._processor.process).parameters
+            self._accepts_ids = "frame_ids" in params
+            self._accepts_prior = "mobility_prior" in params
         extra = {"frame_ids": indices} if self._accepts_ids else {}
+        if self._accepts_prior and cfg.motion.reuse_mobility and tracks.mobility is None and self._track_mobility:
+            extra["mobility_prior"] = np.array([self._track_mobility.get(int(i), np.nan) for i in tracks.ids])
         sol = self._processor.process(images, K, tracks, warm_start=warm, **extra)
+        mob = getattr(getattr(sol, "tracks", None), "mobility", None)
+        if mob is not None and len(tracks.ids) == np.shape(mob)[1]:
+            vis = np.asarray(tracks.visible, bool)
+            level = np.where(vis, mob, -np.inf).max(axis=0)
+            self._track_mobility = {int(i): float(v) for i, v, seen in zip(tracks.ids, level, vis.any(0)) if seen}
         for stage, seconds in getattr(sol, "timings", {}).items():  # WindowSolution.timings are in seconds
             self._stats.add_stage(stage, seconds * 1e3)
 
