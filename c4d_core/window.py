@@ -42,17 +42,21 @@ class WarmStart:
         T_world_cam: ``M 4 4`` their poses in the previous window's world (which becomes this window's world).
         depth: ``M H W`` their depth at processing resolution (same monocular scale).
         focal: the focal in pixels at processing resolution (reused when K is unknown), or None.
+        confidence: ``M H W`` their depth confidence in [0, 1] (triangulated vs interpolated), or None.
     """
 
     frame_indices: Sequence[int]
     T_world_cam: np.ndarray
     depth: np.ndarray
     focal: Optional[float] = None
+    confidence: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         m = {"M": len(self.frame_indices)}
         check_shape("WarmStart.T_world_cam", self.T_world_cam, "M 4 4", m)
         check_shape("WarmStart.depth", self.depth, "M H W", m)
+        if self.confidence is not None:
+            check_shape("WarmStart.confidence", self.confidence, "M H W", m)
         if len(self.frame_indices) == 0:
             raise InputError("WarmStart needs at least one shared frame")
 
@@ -99,7 +103,7 @@ class WindowSolution:
         """The :class:`WarmStart` handing ``frames`` of this window to the next one at ``new_indices``."""
         frames = list(frames)
         return WarmStart(list(new_indices), self.T_world_cam[frames].copy(), self.depth[frames].copy(),
-                         float(self.K[0, 0, 0]))
+                         float(self.K[0, 0, 0]), self.confidence[frames].copy())
 
 
 def _world_points(depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray) -> np.ndarray:
@@ -478,15 +482,20 @@ class WindowProcessor:
             for k, t in enumerate(warm_frames):
                 wd = np.asarray(warm.depth[k], np.float64)
                 ok = good[t] & np.isfinite(wd) & (wd > 0) & ~masks[t]
+                if warm.confidence is not None:  # only depth the last window triangulated, not interpolated
+                    ok &= np.asarray(warm.confidence[k]) >= 0.5
                 if ok.sum() >= 16:
                     ratios.append(wd[ok] / out[t][ok])
             wT = np.asarray(warm.T_world_cam, np.float64)
             b_w = np.linalg.norm(wT[-1, :3, 3] - wT[0, :3, 3])
             b_m = np.linalg.norm(T0[warm_frames[-1], :3, 3] - T0[warm_frames[0], :3, 3])
-            if len(warm_frames) >= 2 and b_m > 1e-9 and b_w > 1e-9:
-                sc = float(b_w / b_m)  # the overlap's camera baseline carries the scale
-            elif ratios:
+            has_base = len(warm_frames) >= 2 and b_m > 1e-9 and b_w > 1e-9
+            use_depth = cfg.warm_scale == "depth" or (cfg.warm_scale == "auto" and W >= 240)
+            if ratios and (use_depth or not has_base):
+                # thousands of static pixels of the shared frames: the median depth ratio carries the scale
                 sc = float(np.median(np.concatenate(ratios)))
+            elif has_base:
+                sc = float(b_w / b_m)  # the shared frames' camera baseline carries the scale
             else:
                 raise InputError("warm start and the new window share no reliable depth")
             out *= sc

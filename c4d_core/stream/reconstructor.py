@@ -413,7 +413,8 @@ class Reconstructor:
         pos = [indices.index(i) for i in overlap]
         st = [self._world[i] for i in overlap]
         return WarmStart(frame_indices=pos, T_world_cam=np.stack([s.T_world_cam for s in st]),
-                         depth=np.stack([s.depth for s in st]), focal=float(np.median([s.focal for s in st])))
+                         depth=np.stack([s.depth for s in st]), focal=float(np.median([s.focal for s in st])),
+                         confidence=np.stack([s.confidence for s in st]))
 
     def _anchor_sim(self, T_first: np.ndarray, depth_first: np.ndarray) -> Sim3:
         """Similarity for the first window of a segment: identity for the very first, else the last valid pose."""
