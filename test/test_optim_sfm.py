@@ -265,3 +265,17 @@ def test_compose_and_chain_flows():
         assert abs(d - s) > longest and (s, d) not in direct
     assert np.allclose(extra[(0, 12)][0][:, :5], 6.0)  # three steps of 2 px
     assert not sfm.chained_flows(items, 13, max_hops=1)
+
+
+def test_track_sfm_window_over_a_camera_reversal():
+    # the camera walks back and turns round inside the window: its first and last frames are one step apart, the
+    # widest baseline is in the middle; the initial pair must come from parallax, not from the time gap
+    uv7, T7 = _scene(T=7, N=250, noise=0.5, seed=3)
+    order = [6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5]
+    uv, T_gt = uv7[order], T7[order]
+    res = sfm.track_sfm(uv, np.ones(uv.shape[:2], bool), K)
+    c, g = res.T_world_cam[:, :3, 3], T_gt[:, :3, 3]
+    s, R, t = umeyama_np(c, g)
+    ate = np.sqrt(((s * c @ R.T + t - g) ** 2).sum(1).mean())
+    path = np.linalg.norm(np.diff(g, axis=0), axis=1).sum()
+    assert ate / path < 0.01

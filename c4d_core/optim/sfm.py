@@ -219,7 +219,7 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
               max_tracks: int = 400) -> TrackSfM:
     """Poses of a window's frames from static 2D tracks.
 
-    Incremental: the first frame and the nearest frame with enough parallax fix the geometry (essential matrix),
+    Incremental: the first frame and the frame with the widest parallax to it fix the geometry (essential matrix),
     the other frames are registered by PnP in order of distance and new tracks triangulated as they become
     observable; then a sparse bundle adjustment (Huber, ``huber_px``) over poses and points, frame 0 fixed.
 
@@ -244,14 +244,19 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
     n = len(idx)
     if n < _MIN_POINTS:
         raise InputError(f"track SfM: only {n} usable static tracks")
-    # ---- initial pair: frame 0 and the farthest frame that still shares half of its tracks (widest baseline)
+    # ---- initial pair: frame 0 and, among the frames that still share half of its tracks, the one with the widest
+    # parallax (median track displacement): usually the farthest in time, but not when the camera turns back (a
+    # window over a reversal has its first and last frames side by side)
     best = None
+    best_par = -1.0
     n0 = int(ok[0].sum())
     for k in range(1, T):
         both = ok[0] & ok[k]
         if both.sum() < max(_MIN_POINTS + 8, n0 // 2):  # >= 20: the 5-point RANSAC is well posed
             break
-        best = k
+        par = float(np.median(np.linalg.norm(uv[k, both] - uv[0, both], axis=1)))
+        if par >= best_par:
+            best, best_par = k, par
     if best is None:
         raise InputError("track SfM: frame 0 shares too few tracks with frame 1")
     both = ok[0] & ok[best]
