@@ -238,6 +238,11 @@ class FlowConfig(_Section):
     fb_threshold_px: float = _f(1.5, "forward-backward consistency threshold in pixels (at processing resolution)",
                                 lo=0.0, lo_open=True)
     batch_size: int = _f(8, "flow pairs per network batch (learned backends)", lo=1)
+    discontinuity_px: float = _f(2.0, "flow whose local range (max - min of a component over a box of radius "
+                                 "discontinuity_radius_px) exceeds this many pixels gives no evidence: the band "
+                                 "smeared across motion boundaries (passes the forward-backward check, belongs to "
+                                 "neither side); 0 = off", lo=0.0)
+    discontinuity_radius_px: int = _f(2, "box radius of the flow-discontinuity test (pixels)", lo=1, hi=16)
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,9 @@ class MotionConfig(_Section):
     robust_fit: str = _f("lmeds", "robust estimator of each pair's fundamental matrix: lmeds (the paper; no "
                          "threshold) or ransac (threshold = the pair's fixed Sampson threshold; ~40x faster)",
                          choices=("lmeds", "ransac"))
+    screening_fit: str = _f("lmeds", "robust estimator of the first fit on every track (trackers without mobility: "
+                            "it only decides which tracks move before the models are fitted on the static ones)",
+                            choices=("lmeds", "ransac"))
     vote_fraction: float = _f(0.25, "a pixel is dynamic when at least this fraction of the frame's pairs that see it "
                               "flag it (0 = the paper's union: any one pair)", lo=0.0, hi=1.0)
     rigidity_threshold_px: float = _f(2.5, "with the tracks initialisation: also mark pixels whose flows no single "

@@ -8,7 +8,9 @@ import torch
 
 from _corr_helpers import KEYS_DIR, random_state_dict, read_key_file, shifted, texture
 from c4d_core.config import FlowConfig
-from c4d_core.correspondence import DISFlow, RaftFlow, fb_consistency, load_raft, make_flow_estimator
+from c4d_core.correspondence import (DISFlow, RaftFlow, fb_consistency, flow_discontinuity, load_raft,
+                                     make_flow_estimator)
+from c4d_core.correspondence.flow import consistency_mask
 from c4d_core.errors import InputError, ModelLoadError
 
 
@@ -24,6 +26,41 @@ def test_dis_recovers_a_translation_and_fb_mask():
     assert res.valid_fwd[0][inner[1:]].mean() > 0.95
     # targets outside the image are never valid: the last 3 columns move right out of frame
     assert not res.valid_fwd[0, :, -2:].any()
+
+
+def test_flow_discontinuity_marks_the_band_at_a_motion_boundary():
+    h, w = 40, 60
+    f = np.zeros((2, h, w), np.float32)
+    f[0, :, 30:] = 5.0  # right half moves 5 px: a motion boundary between columns 29 and 30
+    b = -f.copy()
+    b[0, :, 35:] = -5.0  # backward flow of the moved half (it lands 5 px to the right)
+    b[0, :, :35] = 0.0
+    rng = flow_discontinuity(f, 2)
+    assert np.allclose(rng[:, 28:32], 5.0) and np.allclose(rng[:, :27], 0.0) and np.allclose(rng[:, 33:], 0.0)
+    assert not flow_discontinuity(f, 0).any()
+    fb = fb_consistency(f, b, 1.0)
+    ok = consistency_mask(f, b, 1.0, discontinuity_px=2.0, radius=2)
+    assert not ok[:, 28:32].any()  # the band is out
+    assert (ok == fb)[:, :27].all() and (ok == fb)[:, 33:].all()  # elsewhere the fb check alone decides
+    assert (consistency_mask(f, b, 1.0, discontinuity_px=0.0) == fb).all()  # 0 = off
+
+
+def test_dis_drops_the_smeared_band_around_a_mover():
+    bg = texture(96, 128, seed=2)
+    obj = texture(96, 128, seed=5)
+    a, c = bg.copy(), bg.copy()
+    a[30:60, 30:60] = obj[30:60, 30:60]
+    c[30:60, 36:66] = obj[30:60, 30:60]  # the square moves 6 px right over a static background
+    plain = DISFlow("medium").estimate(np.stack([a, c]), [(0, 1)])
+    gated = DISFlow("medium", discontinuity_px=2.0).estimate(np.stack([a, c]), [(0, 1)])
+    assert (gated.valid_fwd <= plain.valid_fwd).all()
+    truth = np.zeros((96, 128), np.float32)
+    truth[30:60, 30:60] = 6.0
+    err = np.hypot(plain.flow_fwd[0, 0] - truth, plain.flow_fwd[0, 1])
+    bad_plain = (plain.valid_fwd[0] & (err > 1.0)).sum()
+    bad_gated = (gated.valid_fwd[0] & (err > 1.0)).sum()
+    assert bad_plain > 20 and bad_gated < 0.5 * bad_plain  # most valid-but-wrong pixels sit on the motion boundary
+    assert gated.valid_fwd[0].mean() > 0.8  # smooth regions keep their evidence
 
 
 def test_fb_consistency_flags_inconsistent_flow():

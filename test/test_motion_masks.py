@@ -50,6 +50,28 @@ def test_masks_match_ground_truth_and_mobility(scene):
     assert (mob == scene.track_dynamic).mean() >= 0.97   # measured 1.0
 
 
+def test_ransac_screening_pass_keeps_masks_and_mobility(scene, monkeypatch):
+    import cv2
+
+    import c4d_core.motion.masks as mm
+
+    cfg = C4DConfig().with_overrides(["motion.screening_fit=ransac"]).motion
+    flow = scene.flow_result(sliding_edges(8))
+    methods = []
+    real = cv2.findFundamentalMat
+
+    def spy(*a, **kw):
+        methods.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mm.cv2, "findFundamentalMat", spy)
+    res = compute_motion(flow, 8, cfg, scene.tracks)
+    E = len(flow.edges)
+    assert methods[:E].count(cv2.FM_RANSAC) == E and cv2.FM_LMEDS in methods[E:]  # screen, then LMedS
+    assert min(_iou(res.masks[t], scene.dynamic_mask[t]) for t in range(8)) >= 0.85
+    assert ((res.mobility.max(0) > 0.5) == scene.track_dynamic).mean() >= 0.97
+
+
 def test_given_mobility_selects_static_set(scene):
     cfg = C4DConfig().motion
     flow = scene.flow_result(sliding_edges(8))

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from .flow import DISFlow, FlowEstimator, RaftFlow, fb_consistency, load_raft, make_flow_estimator
+from .flow import (DISFlow, FlowEstimator, RaftFlow, fb_consistency, flow_discontinuity, load_raft,
+                   make_flow_estimator)
 from .queries import sample_queries
 from .tracker import KLTTracker, PointTracker, make_point_tracker
 
@@ -17,6 +18,7 @@ __all__ = [
     "DISFlow",
     "RaftFlow",
     "fb_consistency",
+    "flow_discontinuity",
     "load_raft",
     "make_flow_estimator",
     "PointTracker",

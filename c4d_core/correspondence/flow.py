@@ -7,7 +7,9 @@ Backends (``flow.backend``):
   (``$TORCH_HOME/hub/checkpoints/<official file name>``); a download only when ``flow.allow_download`` is set.
 
 Every backend returns a :class:`~c4d_core.types.FlowResult`: ``flow_fwd`` (E 2 H W) i->j, ``flow_bwd`` (E 2 H W)
-j->i, and ``valid_*`` (E H W) = forward-backward consistent within ``flow.fb_threshold_px`` and in bounds.
+j->i, and ``valid_*`` (E H W) = forward-backward consistent within ``flow.fb_threshold_px``, in bounds and away
+from flow discontinuities (``flow.discontinuity_px``: variational flow bleeds a few pixels across motion boundaries;
+the smeared band passes the forward-backward check but is neither the object's motion nor the background's).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "DISFlow",
     "RaftFlow",
     "fb_consistency",
+    "flow_discontinuity",
     "load_raft",
     "make_flow_estimator",
     "FLOW_BACKENDS",
@@ -89,9 +92,40 @@ def fb_consistency(flow_ij: np.ndarray, flow_ji: np.ndarray, threshold_px: float
     return inside & (err < threshold_px) & np.isfinite(err)
 
 
-def _assemble(edges: list, fwd: list, bwd: list, threshold_px: float) -> FlowResult:
-    valid_f = [fb_consistency(f, b, threshold_px) for f, b in zip(fwd, bwd)]
-    valid_b = [fb_consistency(b, f, threshold_px) for f, b in zip(fwd, bwd)]
+def flow_discontinuity(flow: np.ndarray, radius: int) -> np.ndarray:
+    """Local flow range: the largest ``max - min`` of either flow component over a ``(2r+1)^2`` box.
+
+    Args:
+        flow: ``2 H W`` flow.
+        radius: box radius in pixels (0 -> zeros).
+    Returns:
+        ``H W`` float32 range in pixels (large across motion boundaries, small where the flow is smooth).
+    """
+    _, h, w = flow.shape
+    if radius <= 0:
+        return np.zeros((h, w), np.float32)
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+    out = np.zeros((h, w), np.float32)
+    for c in flow:
+        c = np.ascontiguousarray(c, dtype=np.float32)
+        np.maximum(out, cv2.dilate(c, k) - cv2.erode(c, k), out=out)
+    return out
+
+
+def consistency_mask(flow_ij: np.ndarray, flow_ji: np.ndarray, threshold_px: float,
+                     discontinuity_px: float = 0.0, radius: int = 2) -> np.ndarray:
+    """Pixels of frame i whose flow counts: :func:`fb_consistency` and (``discontinuity_px > 0``) a local flow
+    range (:func:`flow_discontinuity`) at most ``discontinuity_px``."""
+    ok = fb_consistency(flow_ij, flow_ji, threshold_px)
+    if discontinuity_px > 0:
+        ok &= flow_discontinuity(flow_ij, radius) <= discontinuity_px
+    return ok
+
+
+def _assemble(edges: list, fwd: list, bwd: list, threshold_px: float, discontinuity_px: float = 0.0,
+              radius: int = 2) -> FlowResult:
+    valid_f = [consistency_mask(f, b, threshold_px, discontinuity_px, radius) for f, b in zip(fwd, bwd)]
+    valid_b = [consistency_mask(b, f, threshold_px, discontinuity_px, radius) for f, b in zip(fwd, bwd)]
     if not edges:
         raise InputError("edges: no pairs given")
     return FlowResult(edges=list(edges), flow_fwd=np.stack(fwd).astype(np.float32),
@@ -100,13 +134,19 @@ def _assemble(edges: list, fwd: list, bwd: list, threshold_px: float) -> FlowRes
 
 
 class DISFlow:
-    """OpenCV DIS optical flow (CPU, no weights). ``preset``: ultrafast, fast or medium."""
+    """OpenCV DIS optical flow (CPU, no weights). ``preset``: ultrafast, fast or medium.
 
-    def __init__(self, preset: str = "medium", fb_threshold_px: float = 1.5, workers: int = 1) -> None:
+    ``discontinuity_px`` / ``discontinuity_radius``: see :func:`consistency_mask` (0 = forward-backward check only).
+    """
+
+    def __init__(self, preset: str = "medium", fb_threshold_px: float = 1.5, workers: int = 1,
+                 discontinuity_px: float = 0.0, discontinuity_radius: int = 2) -> None:
         if preset not in _DIS_PRESETS:
             raise ConfigError(f"flow.dis_preset: {preset!r} is not one of {list(_DIS_PRESETS)}")
         self.preset = preset
         self.fb_threshold_px = float(fb_threshold_px)
+        self.discontinuity_px = float(discontinuity_px)
+        self.discontinuity_radius = int(discontinuity_radius)
         self.workers = max(1, int(workers))
         self._local = threading.local()  # one DIS object per thread (they keep state between calls)
 
@@ -133,7 +173,9 @@ class DISFlow:
         def one(e):
             i, j = e
             f, b = self.pair(grey[i], grey[j]), self.pair(grey[j], grey[i])
-            return f, b, fb_consistency(f, b, self.fb_threshold_px), fb_consistency(b, f, self.fb_threshold_px)
+            d, r = self.discontinuity_px, self.discontinuity_radius
+            return (f, b, consistency_mask(f, b, self.fb_threshold_px, d, r),
+                    consistency_mask(b, f, self.fb_threshold_px, d, r))
 
         out = thread_map(one, edges, self.workers)
         return FlowResult(edges=list(edges), flow_fwd=np.stack([o[0] for o in out]),
@@ -213,13 +255,19 @@ def load_raft(name: str, path: str = "", device: torch.device | str = "cpu",
 
 
 class RaftFlow:
-    """torchvision RAFT flow on pair-graph edges (forward and backward in one batch)."""
+    """torchvision RAFT flow on pair-graph edges (forward and backward in one batch).
+
+    ``discontinuity_px`` / ``discontinuity_radius``: see :func:`consistency_mask` (0 = forward-backward check only).
+    """
 
     def __init__(self, model: torch.nn.Module, iters: int = 12, fb_threshold_px: float = 1.5,
-                 batch_size: int = 8, device: torch.device | str = "cpu") -> None:
+                 batch_size: int = 8, device: torch.device | str = "cpu", discontinuity_px: float = 0.0,
+                 discontinuity_radius: int = 2) -> None:
         self.model = model
         self.iters = int(iters)
         self.fb_threshold_px = float(fb_threshold_px)
+        self.discontinuity_px = float(discontinuity_px)
+        self.discontinuity_radius = int(discontinuity_radius)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
 
@@ -252,16 +300,19 @@ class RaftFlow:
             out.append(self._run(a, b).float().cpu())
         flows = torch.cat(out).numpy()
         e = len(edges)
-        return _assemble(edges, list(flows[:e]), list(flows[e:]), self.fb_threshold_px)
+        return _assemble(edges, list(flows[:e]), list(flows[e:]), self.fb_threshold_px, self.discontinuity_px,
+                         self.discontinuity_radius)
 
 
 def _make_dis(cfg: FlowConfig, device: torch.device | str) -> FlowEstimator:
-    return DISFlow(cfg.dis_preset, cfg.fb_threshold_px, cfg.workers)
+    return DISFlow(cfg.dis_preset, cfg.fb_threshold_px, cfg.workers, cfg.discontinuity_px,
+                   cfg.discontinuity_radius_px)
 
 
 def _make_raft(cfg: FlowConfig, device: torch.device | str) -> FlowEstimator:
     model = load_raft(cfg.backend, cfg.weights, device, cfg.allow_download)
-    return RaftFlow(model, cfg.raft_iters, cfg.fb_threshold_px, cfg.batch_size, device)
+    return RaftFlow(model, cfg.raft_iters, cfg.fb_threshold_px, cfg.batch_size, device, cfg.discontinuity_px,
+                    cfg.discontinuity_radius_px)
 
 
 FLOW_BACKENDS: dict[str, Callable[[FlowConfig, torch.device | str], FlowEstimator]] = {

@@ -162,7 +162,8 @@ def robust_threshold_px(residual_px: np.ndarray, cfg: MotionConfig, cap_px: floa
 
 
 def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg: MotionConfig,
-                   edge: tuple = (0, 1), floor_px: Optional[float] = None) -> PairModel:
+                   edge: tuple = (0, 1), floor_px: Optional[float] = None,
+                   robust_fit: Optional[str] = None) -> PairModel:
     """Fit the two-view model of an edge to static correspondences.
 
     A fundamental matrix is fitted by LMedS; a homography (LMedS) replaces it when the median parallax is below
@@ -174,6 +175,8 @@ def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg:
         uv_i, uv_j: ``M 2`` static correspondences.
         threshold_px: the fixed threshold / cap of the adaptive one (pixels).
         floor_px: the adaptive threshold's floor (default ``cfg.min_threshold_px``, unscaled).
+        robust_fit: ``lmeds`` or ``ransac`` for both the F and the H fit (default ``cfg.robust_fit``; the
+            homography is fitted with LMedS then).
     """
     uv_i = np.asarray(uv_i, np.float64).reshape(-1, 2)
     uv_j = np.asarray(uv_j, np.float64).reshape(-1, 2)
@@ -187,13 +190,17 @@ def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg:
         return PairModel(edge, kind, M, n, reason, robust_threshold_px(r, cfg, threshold_px, floor_px))
 
     parallax = float(np.median(np.linalg.norm(uv_j - uv_i, axis=1)))
-    Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.LMEDS)
+    robust = cfg.robust_fit if robust_fit is None else robust_fit
+    if robust == "ransac":
+        Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.RANSAC, float(threshold_px))
+    else:
+        Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.LMEDS)
     if Hm is not None and not np.all(np.isfinite(Hm)):
         Hm = None
     if Hm is not None and parallax < cfg.min_translation_px:
         log.debug("edge %s: small parallax (%.2f px): homography model", edge, parallax)
         return done("H", Hm, "small parallax")
-    if cfg.robust_fit == "ransac":
+    if robust == "ransac":
         Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_RANSAC, ransacReprojThreshold=float(threshold_px),
                                        confidence=0.999)
     else:
@@ -437,23 +444,24 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
 
     last_fit: dict = {}  # edge -> (uv_i, uv_j, model): an unchanged static set is not fitted again
 
-    def fit_all(static: Optional[np.ndarray]) -> list[PairModel]:
-        return thread_map(lambda e: fit_one(e, static), range(E), cfg.workers)
+    def fit_all(static: Optional[np.ndarray], robust: Optional[str] = None) -> list[PairModel]:
+        return thread_map(lambda e: fit_one(e, static, robust), range(E), cfg.workers)
 
-    def fit_one(e: int, static: Optional[np.ndarray]) -> PairModel:
+    def fit_one(e: int, static: Optional[np.ndarray], robust: Optional[str] = None) -> PairModel:
         i, j = flow.edges[e]
         if e in hits:
             return hits[e][0]
         uv_i, uv_j, source = _static_correspondences(tracks, static, i, flow.flow_fwd[e], flow.valid_fwd[e],
                                                      cfg.min_static_tracks, grid_step)
         prev = last_fit.get(e)
-        if prev is not None and np.array_equal(prev[0], uv_i) and np.array_equal(prev[1], uv_j):
+        if prev is not None and robust is None and np.array_equal(prev[0], uv_i) and np.array_equal(prev[1], uv_j):
             m0 = prev[2]
             m = PairModel(m0.edge, m0.kind, m0.matrix, m0.num_static, m0.reason, m0.threshold_px)
         else:
-            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor)
-            last_fit[e] = (uv_i, uv_j, PairModel(m.edge, m.kind, m.matrix, m.num_static, m.reason,
-                                                 m.threshold_px))
+            m = fit_pair_model(uv_i, uv_j, thr, cfg, edge=(i, j), floor_px=floor, robust_fit=robust)
+            if robust is None:
+                last_fit[e] = (uv_i, uv_j, PairModel(m.edge, m.kind, m.matrix, m.num_static, m.reason,
+                                                     m.threshold_px))
         if source != "tracks":
             m.reason = (m.reason + "; " if m.reason else "") + "too few static tracks, flow grid used"
             log.debug("edge %s: too few static tracks; correspondences sampled from the flow", (i, j))
@@ -471,7 +479,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
         models = fit_all(~(prior >= cfg.mobility_threshold))  # NaN (unknown) -> a static candidate
         mobility = estimate_track_mobility(tracks, models, thr, cfg)
     elif have_tracks:
-        models = fit_all(None)
+        # screening pass on every track: which ones move (the models are fitted again on the static ones)
+        models = fit_all(None, cfg.screening_fit if cfg.screening_fit != cfg.robust_fit else None)
         mobility = estimate_track_mobility(tracks, models, thr, cfg)
         static = mobility.max(axis=0) < cfg.mobility_threshold
         models = fit_all(static)
