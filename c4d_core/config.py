@@ -313,7 +313,7 @@ class MotionConfig(_Section):
                                         "(pure rotation / static camera)", lo=0.0)
     dilate_px: int = _f(1, "dilate the final mask by this many pixels (when it is not refined on the image)",
                         lo=0, hi=32)
-    refine_radius_px: int = _f(8, "snap the mask to image edges with a guided filter of this radius (pixels at "
+    refine_radius_px: int = _f(16, "snap the mask to image edges with a guided filter of this radius (pixels at "
                                "320 px width; 0 = off)", lo=0, hi=64)
     refine_eps: float = _f(1e-3, "guided-filter regulariser (grey levels in [0, 1], squared)", lo=0.0, lo_open=True)
     min_region_px: int = _f(20, "drop mask components smaller than this many pixels", lo=0)
@@ -384,6 +384,11 @@ class OptimConfig(_Section):
     sfm_huber_px: float = _f(0.5, "tracks init: Huber scale of the bundle adjustment (pixels)", lo=0.0,
                              lo_open=True)
     sfm_max_tracks: int = _f(600, "tracks init: most static tracks in the bundle adjustment", lo=12)
+    standstill_parallax_px: float = _f(0.1, "tracks init: when a pure rotation explains the window's static tracks "
+                                       "within this median residual (pixels), the camera stands still: one camera "
+                                       "centre for the window and the last window's depth (translation and depth "
+                                       "are unobservable; triangulating track noise made them up); 0 = off",
+                                       lo=0.0)
     min_parallax_deg: float = _f(0.3, "tracks init: parallax below which multi-view depth is interpolated from the "
                                  "surroundings", lo=0.0)
     depth_residual_px: float = _f(1.0, "tracks init: a pixel's multi-view depth is kept only when one static point "

@@ -24,8 +24,8 @@ from .errors import InputError
 from .motion import MotionResult, PairMotionCache, compute_motion
 from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
 from .optim.init import InitResult, fit_edge_similarities
-from .optim.sfm import (chained_flows, check_rotations, multiview_depth, multiview_residual, smooth_inverse_depth,
-                        track_sfm)
+from .optim.sfm import (chained_flows, check_rotations, multiview_depth, multiview_residual, rotation_parallax,
+                        smooth_inverse_depth, track_sfm)
 from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shape, validate_K
 
 log = logging.getLogger(__name__)
@@ -442,6 +442,20 @@ class WindowProcessor:
             static = np.nanmax(np.where(tracks.visible, mob, 0.0), axis=0) < self.cfg.motion.mobility_threshold
         sfm = track_sfm(tracks.xy, tracks.visible, Kp, static, ba_iters=cfg.sfm_ba_iters,
                         huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks)
+        standstill = False
+        if cfg.standstill_parallax_px > 0:
+            # the static tracks obey a rotation about one centre: the camera has not moved measurably, its
+            # translation and the depth are unobservable in this window (triangulating noise would make them up)
+            ok = np.asarray(tracks.visible, bool) & np.isfinite(tracks.xy).all(-1)
+            if static is not None:
+                ok &= static[None, :]
+            par_rot, frac, _ = rotation_parallax(tracks.xy, ok, Kp)
+            standstill = par_rot < cfg.standstill_parallax_px and frac >= 0.5
+            if standstill:
+                log.info("tracks init: camera at a standstill (rotation-only residual %.3f px): one camera centre "
+                         "for the window%s", par_rot, ", depth carried from the last window" if warm else "")
+                if warm is not None and warm_frames:
+                    return self._standstill_init(sfm.T_world_cam, warm, warm_frames, Kp, T, H, W)
         masks = motion.masks
         # every consistent flow triangulates (masked pixels too: where one static point explains all of a pixel's
         # flows its depth is as good as any; where none does, the pixel moves or its flow is wrong -> interpolated)
@@ -507,8 +521,50 @@ class WindowProcessor:
             T0 = G @ T0
             for k, t in enumerate(warm_frames):
                 T0[t] = warm.T_world_cam[k]
+        if standstill:
+            T0[:, :3, 3] = T0[0, :3, 3]
         log.debug("tracks init: BA rms %.3f px, %d inlier tracks", sfm.rms_px, int(sfm.inlier.sum()))
         return T0, out, conf
+
+    @staticmethod
+    def _standstill_init(T_sfm, warm, warm_frames, Kp, T, H, W):
+        """Poses and depth of a window whose camera stands still: every frame at the newest shared frame's centre
+        with the SfM's rotations, depth from that frame's warm depth seen through the rotation (a homography)."""
+        last = int(np.argmax(warm_frames))
+        a = warm_frames[last]
+        Ts = np.asarray(T_sfm, np.float64).copy()
+        Ts[:, :3, 3] = Ts[a, :3, 3]
+        G = np.asarray(warm.T_world_cam[last], np.float64) @ np.linalg.inv(Ts[a])
+        T0 = G @ Ts
+
+        def fit(x, interp):
+            x = np.asarray(x, np.float32)
+            return x if x.shape == (H, W) else cv2.resize(x, (W, H), interpolation=interp)
+
+        d_a = fit(warm.depth[last], cv2.INTER_NEAREST)
+        ok_a = np.isfinite(d_a) & (d_a > 0)
+        if not ok_a.any():
+            raise InputError("standstill window: the warm start has no valid depth")
+        d_a = np.where(ok_a, d_a, np.float32(np.median(d_a[ok_a])))
+        c_a = fit(warm.confidence[last], cv2.INTER_LINEAR) if warm.confidence is not None else \
+            ok_a.astype(np.float32)
+        Kinv = np.linalg.inv(Kp)
+        depth = np.empty((T, H, W), np.float32)
+        conf = np.empty((T, H, W), np.float32)
+        for t in range(T):
+            Hm = Kp @ T0[a, :3, :3].T @ T0[t, :3, :3] @ Kinv  # pixel of frame t -> pixel of frame a
+            flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+            depth[t] = cv2.warpPerspective(d_a, Hm, (W, H), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            conf[t] = cv2.warpPerspective(c_a, Hm, (W, H), flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                          borderValue=0.0)
+        for k, t in enumerate(warm_frames):
+            T0[t] = warm.T_world_cam[k]
+            d = fit(warm.depth[k], cv2.INTER_NEAREST)
+            good = np.isfinite(d) & (d > 0)
+            depth[t] = np.where(good, d, depth[t])
+            if warm.confidence is not None:
+                conf[t] = fit(warm.confidence[k], cv2.INTER_LINEAR)
+        return T0, depth, conf
 
     def _smooth_depth(self, init, depth, par, good, images):
         """Edge-aware regularised inverse depth (:func:`smooth_inverse_depth`) at ``optim.depth_smoothing_scale``."""
