@@ -100,7 +100,6 @@ ABSREL_WINDOW = 0.45  # measured 0.34 (128x96, 8 frames, 2 cm baseline per frame
 ATE_STREAM = 0.1
 
 
-
 def test_real_engine_stream_through_a_camera_reversal():
     # the camera walks 23 frames and comes back; the window over frames 16..27 of the stream sees the clip frames
     # 16..22..17: its first and last frames are one step apart (a track SfM that took its initial pair from the time
