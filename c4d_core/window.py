@@ -451,6 +451,8 @@ class WindowProcessor:
                 ok &= static[None, :]
             par_rot, frac, _ = rotation_parallax(tracks.xy, ok, Kp)
             standstill = par_rot < cfg.standstill_parallax_px and frac >= 0.5
+            log.debug("tracks init: rotation-only residual of the static tracks %.3f px (standstill below %.3f)",
+                      par_rot, cfg.standstill_parallax_px)
             if standstill:
                 log.info("tracks init: camera at a standstill (rotation-only residual %.3f px): one camera centre "
                          "for the window%s", par_rot, ", depth carried from the last window" if warm else "")
