@@ -516,28 +516,33 @@ class WindowProcessor:
                 raise InputError("warm start and the new window share no reliable depth")
             out *= sc
             T0[:, :3, 3] *= sc
-            # anchored at the newest shared frame: the new frames continue from it with the SfM's relative motion
-            # (no jump at the window boundary; the older shared frames keep their poses from the last window)
-            last = int(np.argmax(warm_frames))
-            G = np.asarray(warm.T_world_cam[last], np.float64) @ np.linalg.inv(T0[warm_frames[last]])
-            T0 = G @ T0
-            for k, t in enumerate(warm_frames):
-                T0[t] = warm.T_world_cam[k]
+            T0 = self._anchor_to_warm(T0, warm, warm_frames)
         if standstill:
             T0[:, :3, 3] = T0[0, :3, 3]
         log.debug("tracks init: BA rms %.3f px, %d inlier tracks", sfm.rms_px, int(sfm.inlier.sum()))
         return T0, out, conf
 
     @staticmethod
-    def _standstill_init(T_sfm, warm, warm_frames, Kp, T, H, W):
+    def _anchor_to_warm(T0, warm, warm_frames):
+        """Window poses ``T0`` moved into the warm start's world, anchored at the newest shared frame: the new
+        frames continue from it with the window's relative motion (no jump at the window boundary); the shared
+        frames keep their poses from the last window."""
+        last = int(np.argmax(warm_frames))
+        G = np.asarray(warm.T_world_cam[last], np.float64) @ np.linalg.inv(T0[warm_frames[last]])
+        T0 = G @ T0
+        for k, t in enumerate(warm_frames):
+            T0[t] = warm.T_world_cam[k]
+        return T0
+
+    @classmethod
+    def _standstill_init(cls, T_sfm, warm, warm_frames, Kp, T, H, W):
         """Poses and depth of a window whose camera stands still: every frame at the newest shared frame's centre
         with the SfM's rotations, depth from that frame's warm depth seen through the rotation (a homography)."""
         last = int(np.argmax(warm_frames))
         a = warm_frames[last]
         Ts = np.asarray(T_sfm, np.float64).copy()
         Ts[:, :3, 3] = Ts[a, :3, 3]
-        G = np.asarray(warm.T_world_cam[last], np.float64) @ np.linalg.inv(Ts[a])
-        T0 = G @ Ts
+        T0 = cls._anchor_to_warm(Ts, warm, warm_frames)
 
         def fit(x, interp):
             x = np.asarray(x, np.float32)
@@ -560,7 +565,6 @@ class WindowProcessor:
             conf[t] = cv2.warpPerspective(c_a, Hm, (W, H), flags=flags, borderMode=cv2.BORDER_CONSTANT,
                                           borderValue=0.0)
         for k, t in enumerate(warm_frames):
-            T0[t] = warm.T_world_cam[k]
             d = fit(warm.depth[k], cv2.INTER_NEAREST)
             good = np.isfinite(d) & (d > 0)
             depth[t] = np.where(good, d, depth[t])

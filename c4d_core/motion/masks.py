@@ -489,7 +489,6 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
         models = fit_all(None)
 
     grid = np.stack(np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32)), -1)
-    raw = np.zeros((num_frames, H, W), bool)
     votes = np.zeros((num_frames, H, W), np.int16)
     seen = np.zeros((num_frames, H, W), np.int16)
     evidence = np.zeros((num_frames, H, W), bool)
@@ -499,7 +498,6 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
         if e in hits:
             if m.kind != "none":
                 for frame, r, valid in ((i, hits[e][1], flow.valid_fwd[e]), (j, hits[e][2], flow.valid_bwd[e])):
-                    raw[frame] |= r > m.threshold_px
                     votes[frame] += r > m.threshold_px
                     seen[frame] += valid
                     evidence[frame] |= valid
@@ -523,7 +521,6 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             target = grid + np.moveaxis(fl, 0, -1)
             r = model_residual_px(model, grid, target)
             r = np.where(valid & np.isfinite(r), r, 0.0).astype(np.float32)
-            raw[frame] |= r > model.threshold_px
             votes[frame] += r > model.threshold_px
             seen[frame] += valid
             evidence[frame] |= valid
@@ -531,8 +528,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             rs.append(r)
         if use_cache:
             cache.put(pair_keys[e], m, rs[0], rs[1])
-    if cfg.vote_fraction > 0:
-        raw &= votes >= np.maximum(1, np.ceil(cfg.vote_fraction * seen - 1e-6))
+    # one flagging pair (the paper's union) or, with pair votes, a fraction of the pairs that see the pixel
+    raw = votes >= np.maximum(1, np.ceil(cfg.vote_fraction * seen - 1e-6))
     radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
     if images is not None and radius > 0:
         check_shape("images", images, "T H W 3", {"T": num_frames, "H": H, "W": W})

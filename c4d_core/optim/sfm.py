@@ -215,7 +215,7 @@ def check_rotations(T_world_cam: np.ndarray, uv: np.ndarray, valid: np.ndarray, 
 
 
 def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional[np.ndarray] = None,
-              min_parallax_px: float = 6.0, ba_iters: int = 15, huber_px: float = 1.0,
+              ba_iters: int = 15, huber_px: float = 1.0,
               max_tracks: int = 400) -> TrackSfM:
     """Poses of a window's frames from static 2D tracks.
 
@@ -226,7 +226,6 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
     Args:
         uv: ``T N 2`` track positions; valid: ``T N`` visibility; K: ``3 3``.
         static: ``N`` bool, tracks that may be used (all when None).
-        min_parallax_px: median displacement that makes the initial pair usable.
         max_tracks: most tracks used (the longest ones).
     Returns:
         :class:`TrackSfM`. Raises :class:`InputError` when a frame cannot be registered.
