@@ -359,6 +359,9 @@ class OptimConfig(_Section):
     fast_stage1_iters: int = _f(3, "stage 1 iterations of the fast schedule (the tracks init already gives the "
                                 "poses; see bench/README.md)", lo=0)
     fast_stage2_iters: int = _f(5, "stage 2 iterations of the fast schedule", lo=0)
+    fast_pixel_stride: int = _f(2, "fast schedule: GA and CMA use every n-th pixel row and column in every iteration "
+                                "(twice that during the coarse first 40 % of stage 1); the reference schedule uses "
+                                "every pixel", lo=1, hi=8)
     lr: float = _f(0.01, "Adam learning rate", lo=0.0, lo_open=True)
     lr_final: float = _f(0.001, "learning rate at the end of the linear decay", lo=0.0)
     resolution_scale: float = _f(0.25, "optimisation resolution relative to the processing resolution",
@@ -412,6 +415,9 @@ class OptimConfig(_Section):
     tracks_pose_lr_scale: float = _f(0.01, "pose learning-rate factor after the tracks init (its poses are already "
                                      "bundle-adjusted; replaces pose_lr_scale)", lo=0.0, lo_open=True)
     cache_pairs: int = _f(96, "per-pair flow / pointmap cache size across overlapping windows (0 = off)", lo=0)
+    workers: int = _f(2, "threads for the per-frame numpy / OpenCV work of the tracks init (multi-view depth and "
+                         "residual, flow chains; they release the GIL; 1 = sequential; results do not depend on it)",
+                      lo=1, hi=64)
     solver_threads: int = _f(1, "torch intra-op threads while a window is solved on the CPU (its tensors are small: "
                                 "more threads stall on a busy machine); 0 = leave torch's setting", lo=0)
     weights: LossWeights = field(default_factory=LossWeights, metadata={"help": "loss weights"})

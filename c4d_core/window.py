@@ -466,9 +466,9 @@ class WindowProcessor:
             items.append((i, j, flow.flow_fwd[e], flow.valid_fwd[e]))
             items.append((j, i, flow.flow_bwd[e], flow.valid_bwd[e]))
         if cfg.depth_chain_hops > 1:
-            items = items + chained_flows(items, T, cfg.depth_chain_hops)
-        depth, par = multiview_depth(sfm.T_world_cam, Kp, items, T, H, W)
-        resid = multiview_residual(sfm.T_world_cam, Kp, items, depth)
+            items = items + chained_flows(items, T, cfg.depth_chain_hops, workers=cfg.workers)
+        depth, par = multiview_depth(sfm.T_world_cam, Kp, items, T, H, W, workers=cfg.workers)
+        resid = multiview_residual(sfm.T_world_cam, Kp, items, depth, workers=cfg.workers)
         mcfg = self.cfg.motion
         if mcfg.rigidity_threshold_px > 0:
             from .motion.masks import _clean_mask

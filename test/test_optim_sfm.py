@@ -99,6 +99,16 @@ def test_blend_weights_equal_dense_nearest_neighbours():
     assert float(weight[2].abs().sum()) == 0.0
 
 
+def test_subsampled_losses_cycle_through_every_pixel():
+    from c4d_core.optim.losses import _subsample
+
+    for stride in (1, 2, 3):
+        hits = np.zeros((7, 11), int)
+        for it in range(stride * stride):
+            hits[_subsample(stride, it)[1:]] += 1
+        assert (hits == 1).all()  # stride**2 consecutive iterations see each pixel exactly once
+
+
 def test_multiview_depth_exact_on_translating_camera():
     T, H, W = 4, 48, 64
     Kp = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])

@@ -60,3 +60,23 @@ def test_parallel_flow_and_masks_equal_sequential():
     assert np.array_equal(m1.masks, m2.masks)
     assert [m.kind for m in m1.models] == [m.kind for m in m2.models]
     assert all(np.array_equal(a.matrix, b.matrix) for a, b in zip(m1.models, m2.models) if a.matrix is not None)
+
+
+def test_parallel_tracks_init_equals_sequential():
+    """Multi-view depth / residual, flow chains and the blend weights on 2 threads: the same window solution."""
+    from c4d_core.correspondence import make_point_tracker
+    from c4d_core.synthetic import SceneSpec, render_scene
+    from c4d_core.window import WindowProcessor
+
+    seq = render_scene(SceneSpec(num_frames=8, width=128, height=96, seed=1))
+    sols = []
+    for w in (1, 2):
+        cfg = C4DConfig().with_overrides([f"optim.workers={w}", "runtime.device=cpu"])
+        tracker = make_point_tracker(cfg.tracker)
+        for t in range(8):
+            tracker.add_frame(t, seq.images[t])
+        sols.append(WindowProcessor(cfg, "cpu").process(seq.images, seq.K, tracker.get_tracks(list(range(8)))))
+    a, b = sols
+    assert np.array_equal(a.T_world_cam, b.T_world_cam)
+    assert np.array_equal(a.depth, b.depth, equal_nan=True)
+    assert np.array_equal(a.dynamic_mask, b.dynamic_mask)

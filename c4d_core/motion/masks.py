@@ -493,7 +493,27 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     seen = np.zeros((num_frames, H, W), np.int16)
     evidence = np.zeros((num_frames, H, W), bool)
     residual = np.zeros((num_frames, H, W), np.float32)
-    for e, m in enumerate(models):
+    def dense(e: int):
+        """The pair's adaptive threshold and its two dense residual maps (None without a model / for a hit)."""
+        m = models[e]
+        if e in hits or m.kind == "none":
+            return None
+        if cfg.threshold_mode == "adaptive":
+            # the dense residual's own noise (flow noise on weak texture exceeds that at tracked corners);
+            # robust to movers covering less than half of the consistent pixels
+            sub = grid[::2, ::2]
+            r_fwd = model_residual_px(m, sub, sub + np.moveaxis(flow.flow_fwd[e][:, ::2, ::2], 0, -1))
+            ok = flow.valid_fwd[e][::2, ::2]
+            m.threshold_px = max(m.threshold_px, robust_threshold_px(r_fwd[ok], cfg, thr, m.threshold_px))
+        rs = []
+        for fl, valid, model in ((flow.flow_fwd[e], flow.valid_fwd[e], m), (flow.flow_bwd[e], flow.valid_bwd[e],
+                                                                          m.reversed())):
+            r = model_residual_px(model, grid, grid + np.moveaxis(fl, 0, -1))
+            rs.append(np.where(valid & np.isfinite(r), r, 0.0).astype(np.float32))
+        return rs
+
+    # the per-pair dense residuals on the pool (numpy releases the GIL), accumulated in edge order
+    for e, (m, rs) in enumerate(zip(models, thread_map(dense, range(len(models)), cfg.workers))):
         i, j = m.edge
         if e in hits:
             if m.kind != "none":
@@ -508,24 +528,11 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             if use_cache:
                 cache.put(pair_keys[e], m, None, None)
             continue
-        if cfg.threshold_mode == "adaptive":
-            # the dense residual's own noise (flow noise on weak texture exceeds that at tracked corners);
-            # robust to movers covering less than half of the consistent pixels
-            sub = grid[::2, ::2]
-            r_fwd = model_residual_px(m, sub, sub + np.moveaxis(flow.flow_fwd[e][:, ::2, ::2], 0, -1))
-            ok = flow.valid_fwd[e][::2, ::2]
-            m.threshold_px = max(m.threshold_px, robust_threshold_px(r_fwd[ok], cfg, thr, m.threshold_px))
-        rs = []
-        for frame, fl, valid, model in ((i, flow.flow_fwd[e], flow.valid_fwd[e], m),
-                                        (j, flow.flow_bwd[e], flow.valid_bwd[e], m.reversed())):
-            target = grid + np.moveaxis(fl, 0, -1)
-            r = model_residual_px(model, grid, target)
-            r = np.where(valid & np.isfinite(r), r, 0.0).astype(np.float32)
-            votes[frame] += r > model.threshold_px
+        for frame, r, valid in ((i, rs[0], flow.valid_fwd[e]), (j, rs[1], flow.valid_bwd[e])):
+            votes[frame] += r > m.threshold_px
             seen[frame] += valid
             evidence[frame] |= valid
             np.maximum(residual[frame], r, out=residual[frame])
-            rs.append(r)
         if use_cache:
             cache.put(pair_keys[e], m, rs[0], rs[1])
     # one flagging pair (the paper's union) or, with pair votes, a fraction of the pairs that see the pixel
@@ -533,10 +540,11 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
     if images is not None and radius > 0:
         check_shape("images", images, "T H W 3", {"T": num_frames, "H": H, "W": W})
-        masks = np.stack([_clean_mask(guided_refine(raw[t], images[t], radius, cfg.refine_eps), cfg.min_region_px, 0)
-                          for t in range(num_frames)])
+        masks = np.stack(thread_map(lambda t: _clean_mask(guided_refine(raw[t], images[t], radius, cfg.refine_eps),
+                                                          cfg.min_region_px, 0), range(num_frames), cfg.workers))
     else:
-        masks = np.stack([_clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px) for t in range(num_frames)])
+        masks = np.stack(thread_map(lambda t: _clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px),
+                                    range(num_frames), cfg.workers))
     for t in range(num_frames):
         if not evidence[t].any():
             log.info("frame %d: no usable motion evidence; its mask is empty", t)

@@ -18,23 +18,32 @@ import torch
 import torch.nn.functional as Fnn
 
 
+def _subsample(stride: int, offset: int = 0) -> tuple:
+    """Index of the ``offset``-th (mod ``stride**2``) subset of every ``stride``-th row and column of ``E h w ...``."""
+    stride = max(1, int(stride))
+    oy, ox = divmod(int(offset) % (stride * stride), stride)
+    return slice(None), slice(oy, None, stride), slice(ox, None, stride)
+
+
 def ga_loss(X_world: torch.Tensor, edge_i: torch.Tensor, edge_j: torch.Tensor, pts_i: torch.Tensor,
             pts_j: torch.Tensor, w_i: torch.Tensor, w_j: torch.Tensor, scale: torch.Tensor, R: torch.Tensor,
-            t: torch.Tensor, scene_scale: torch.Tensor | float = 1.0, stride: int = 1) -> torch.Tensor:
+            t: torch.Tensor, scene_scale: torch.Tensor | float = 1.0, stride: int = 1,
+            offset: int = 0) -> torch.Tensor:
     """Global alignment: ``sum_e sum_v w * ||X_v - s_e R_e x_v^e - t_e|| / sum w``.
 
     Args:
         X_world: ``T h w 3``; edge_i, edge_j: ``E`` frame indices.
         pts_i, pts_j: ``E h w 3`` pairwise pointmaps (frame i camera); w_i, w_j: ``E h w`` weights (log conf).
         scale, R, t: ``E``, ``E 3 3``, ``E 3`` edge similarities.
-        stride: pixel subsampling (coarse iterations).
+        stride: pixel subsampling (every ``stride``-th row and column); offset: which of the ``stride**2`` pixel
+            subsets (a solver cycles through them so every pixel gets gradients).
     """
-    sl = (slice(None), slice(None, None, stride), slice(None, None, stride))
+    sl = _subsample(stride, offset)
     sR = scale[:, None, None] * R
 
     def side(frames, pts, wt):
         p = torch.einsum("ehwc,edc->ehwd", pts[sl], sR) + t[:, None, None, :]
-        d = (X_world[frames][sl] - p).norm(dim=-1)
+        d = (X_world[sl][frames] - p).norm(dim=-1)
         return (wt[sl] * d).sum(), wt[sl].sum()
 
     a, wa = side(edge_i, pts_i, w_i)
@@ -59,7 +68,7 @@ def ego_flow(X_world: torch.Tensor, T_world_cam_dst: torch.Tensor, K_dst: torch.
 
 def cma_loss(X_world: torch.Tensor, T_world_cam: torch.Tensor, K: torch.Tensor, src: torch.Tensor,
              dst: torch.Tensor, flow: torch.Tensor, static: torch.Tensor, grid_uv: torch.Tensor,
-             max_px: float = 50.0, stride: int = 1) -> torch.Tensor:
+             max_px: float = 50.0, stride: int = 1, offset: int = 0) -> torch.Tensor:
     """Camera movement alignment: smooth-L1 (beta 1 px) of ego-flow minus optical flow on static pixels.
 
     Args:
@@ -67,9 +76,10 @@ def cma_loss(X_world: torch.Tensor, T_world_cam: torch.Tensor, K: torch.Tensor, 
         src, dst: ``F`` directed flow edges; flow: ``F h w 2`` optical flow src -> dst; static: ``F h w`` bool
             (not dynamic in src and forward-backward consistent).
         max_px: pixels whose loss is at least this are ignored.
+        stride, offset: pixel subsampling as in :func:`ga_loss`.
     """
-    sl = (slice(None), slice(None, None, stride), slice(None, None, stride))
-    ego = ego_flow(X_world[src][sl], T_world_cam[dst], K[dst], grid_uv[sl[1:]])
+    sl = _subsample(stride, offset)
+    ego = ego_flow(X_world[sl][src], T_world_cam[dst], K[dst], grid_uv[sl[1:]])
     per = Fnn.smooth_l1_loss(ego, flow[sl], reduction="none", beta=1.0).sum(-1)
     m = static[sl] & (per < max_px)
     n = m.sum()
@@ -139,12 +149,13 @@ def smooth_tracks(Y: torch.Tensor, valid: torch.Tensor, kernel: int = 5, lam: fl
 
 
 def blend_weights(uv: torch.Tensor, ok: torch.Tensor, height: int, width: int,
-                  neighbours: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+                  neighbours: int = 8, workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Proximity weights for linear blending of control-point displacements to every pixel.
 
     Gaussian weights over the ``neighbours`` nearest control points of the frame, bandwidth = the mean spacing of
     the control points, plus a constant "zero displacement" weight so pixels far from every control point keep their
     position. Returns ``(index T hw K, weight T hw K)`` (weights 0 where a frame has no control points).
+    ``workers``: threads of the nearest-neighbour queries.
     """
     T, N, _ = uv.shape
     dev = uv.device
@@ -166,7 +177,7 @@ def blend_weights(uv: torch.Tensor, ok: torch.Tensor, height: int, width: int,
             continue
         kk = min(k, n)
         # k nearest control points of every pixel (a k-d tree: O(hw log n) instead of the dense hw x n distances)
-        dist, nn_idx = cKDTree(uv_np[t, sel]).query(pix_np, k=kk)
+        dist, nn_idx = cKDTree(uv_np[t, sel]).query(pix_np, k=kk, workers=workers)
         dist = dist.reshape(-1, kk)
         nn_idx = nn_idx.reshape(-1, kk)
         bw = math.sqrt(height * width / n)

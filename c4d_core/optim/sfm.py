@@ -20,6 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.spatial.transform import Rotation
 
 from ..errors import InputError, OptimizationError
+from ..parallel import thread_map
 
 log = logging.getLogger(__name__)
 
@@ -417,8 +418,28 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
     return TrackSfM(T_world_cam=T_wc, points=pts, inlier=inlier, rms_px=rms)
 
 
+def _by_source(flows: Sequence[tuple[int, int, np.ndarray, np.ndarray]]) -> dict:
+    """Flow items grouped by source frame, each group in the input order."""
+    groups: dict = {}
+    for item in flows:
+        groups.setdefault(int(item[0]), []).append(item)
+    return groups
+
+
+def _pixel_grid(K: np.ndarray, H: int, W: int) -> tuple:
+    f32 = np.float32
+    u, v = np.meshgrid(np.arange(W, dtype=f32), np.arange(H, dtype=f32))
+    return u, v, f32(K[0, 0]), f32(K[1, 1]), f32(K[0, 2]), f32(K[1, 2])
+
+
+def _relative(T_world_cam: np.ndarray, s: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, t)`` float32 of ``T_d_s`` (camera s -> camera d)."""
+    T_d_s = np.linalg.inv(T_world_cam[d]) @ T_world_cam[s]
+    return T_d_s[:3, :3].astype(np.float32), T_d_s[:3, 3].astype(np.float32)
+
+
 def multiview_depth(T_world_cam: np.ndarray, K: np.ndarray, flows: Sequence[tuple[int, int, np.ndarray, np.ndarray]],
-                    num_frames: int, height: int, width: int, min_parallax_deg: float = 0.5
+                    num_frames: int, height: int, width: int, min_parallax_deg: float = 0.5, workers: int = 1
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Dense depth of every frame by least-squares triangulation of its optical flow to the other frames.
 
@@ -429,32 +450,39 @@ def multiview_depth(T_world_cam: np.ndarray, K: np.ndarray, flows: Sequence[tupl
     Args:
         T_world_cam: ``T 4 4``; K: ``3 3``.
         flows: ``(src, dst, flow 2 H W, weight H W)`` items (weight 0 for invalid / dynamic pixels).
+        workers: threads, one source frame at a time (numpy releases the GIL; the result does not depend on it).
     Returns:
         ``(depth T H W, parallax T H W)``: depth NaN where nothing constrains it; ``parallax`` = the weighted
         triangulation angles (degrees) accumulated in quadrature.
     """
     T, H, W = num_frames, height, width
-    f32 = np.float32
-    u, v = np.meshgrid(np.arange(W, dtype=f32), np.arange(H, dtype=f32))
-    fx, fy, cx, cy = (f32(K[0, 0]), f32(K[1, 1]), f32(K[0, 2]), f32(K[1, 2]))
+    u, v, fx, fy, cx, cy = _pixel_grid(K, H, W)
     ray = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones_like(u)], -1)
+
+    def one_source(group):
+        num = np.zeros((H, W), np.float64)
+        den = np.zeros((H, W), np.float64)
+        for s, d, fl, wt in group:
+            R, t = _relative(T_world_cam, s, d)
+            Rr = ray @ R.T  # H W 3 (float32: the flow itself is float32)
+            ax = (u + fl[0] - cx) / fx
+            ay = (v + fl[1] - cy) / fy
+            Ax = Rr[..., 0] - ax * Rr[..., 2]
+            Bx = ax * t[2] - t[0]
+            Ay = Rr[..., 1] - ay * Rr[..., 2]
+            By = ay * t[2] - t[1]
+            w = np.asarray(wt, np.float32)
+            num += w * (Ax * Bx + Ay * By)
+            den += w * (Ax * Ax + Ay * Ay)
+            # |(Ax, Ay)| is the angle (normalised coordinates) between the observed and the rotation-only ray: the
+            # parallax of the flow
+        return num, den
+
+    groups = _by_source(flows)
     num = np.zeros((T, H, W), np.float64)
     den = np.zeros((T, H, W), np.float64)
-    for s, d, fl, wt in flows:
-        T_d_s = np.linalg.inv(T_world_cam[d]) @ T_world_cam[s]
-        R, t = T_d_s[:3, :3].astype(f32), T_d_s[:3, 3].astype(f32)
-        Rr = ray @ R.T  # H W 3 (float32: the flow itself is float32)
-        ax = (u + fl[0] - cx) / fx
-        ay = (v + fl[1] - cy) / fy
-        Ax = Rr[..., 0] - ax * Rr[..., 2]
-        Bx = ax * t[2] - t[0]
-        Ay = Rr[..., 1] - ay * Rr[..., 2]
-        By = ay * t[2] - t[1]
-        w = np.asarray(wt, f32)
-        num[s] += w * (Ax * Bx + Ay * By)
-        den[s] += w * (Ax * Ax + Ay * Ay)
-        # |(Ax, Ay)| is the angle (normalised coordinates) between the observed and the rotation-only ray: the
-        # parallax of the flow
+    for s, (n_s, d_s) in zip(groups, thread_map(one_source, groups.values(), workers)):
+        num[s], den[s] = n_s, d_s
     z = num / np.maximum(den, 1e-18)
     depth = np.where((den > 1e-12) & (z > 0), z, np.nan)
     strength = np.where(np.isfinite(depth), np.degrees(np.sqrt(den)), 0.0)
@@ -462,7 +490,8 @@ def multiview_depth(T_world_cam: np.ndarray, K: np.ndarray, flows: Sequence[tupl
 
 
 def multiview_residual(T_world_cam: np.ndarray, K: np.ndarray,
-                       flows: Sequence[tuple[int, int, np.ndarray, np.ndarray]], depth: np.ndarray) -> np.ndarray:
+                       flows: Sequence[tuple[int, int, np.ndarray, np.ndarray]], depth: np.ndarray,
+                       workers: int = 1) -> np.ndarray:
     """Largest reprojection residual (pixels) of every pixel's flows under a static point at ``depth``.
 
     A pixel of frame ``s`` at depth ``z`` is moved to frame ``d`` with the two poses and compared with its flow
@@ -473,28 +502,34 @@ def multiview_residual(T_world_cam: np.ndarray, K: np.ndarray,
 
     Args:
         T_world_cam: ``T 4 4``; K: ``3 3``; flows: as for :func:`multiview_depth`; depth: ``T H W`` (NaN allowed).
+        workers: threads, one source frame at a time.
     Returns:
         ``T H W`` float32 residual, 0 where no flow gives evidence, inf where the depth is not finite or the
         point falls behind a camera.
     """
     T, H, W = depth.shape
-    f32 = np.float32
-    u, v = np.meshgrid(np.arange(W, dtype=f32), np.arange(H, dtype=f32))
-    fx, fy, cx, cy = (f32(K[0, 0]), f32(K[1, 1]), f32(K[0, 2]), f32(K[1, 2]))
-    out = np.zeros((T, H, W), f32)
-    for s, d, fl, wt in flows:
-        T_d_s = np.linalg.inv(T_world_cam[d]) @ T_world_cam[s]
-        R, t = T_d_s[:3, :3].astype(f32), T_d_s[:3, 3].astype(f32)
-        z = depth[s].astype(f32)
-        x = (u - cx) / fx * z
-        y = (v - cy) / fy * z
-        X = R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]
-        Y = R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]
-        Z = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.hypot(fx * X / Z + cx - (u + fl[0]), fy * Y / Z + cy - (v + fl[1]))
-        r = np.where(np.isfinite(r) & (Z > 0), r, np.inf).astype(f32)
-        np.maximum(out[s], np.where(np.asarray(wt) > 0, r, 0.0), out=out[s])
+    u, v, fx, fy, cx, cy = _pixel_grid(K, H, W)
+
+    def one_source(group):
+        out = np.zeros((H, W), np.float32)
+        for s, d, fl, wt in group:
+            R, t = _relative(T_world_cam, s, d)
+            z = depth[s].astype(np.float32)
+            x = (u - cx) / fx * z
+            y = (v - cy) / fy * z
+            X = R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]
+            Y = R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]
+            Z = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.hypot(fx * X / Z + cx - (u + fl[0]), fy * Y / Z + cy - (v + fl[1]))
+            r = np.where(np.isfinite(r) & (Z > 0), r, np.inf).astype(np.float32)
+            np.maximum(out, np.where(np.asarray(wt) > 0, r, 0.0), out=out)
+        return out
+
+    groups = _by_source(flows)
+    out = np.zeros((T, H, W), np.float32)
+    for s, r_s in zip(groups, thread_map(one_source, groups.values(), workers)):
+        out[s] = r_s
     return out
 
 
@@ -603,8 +638,8 @@ def compose_flow(flow_ab: np.ndarray, valid_ab: np.ndarray, flow_bc: np.ndarray,
     return out, np.asarray(valid_ab, bool) & v2 & inside
 
 
-def chained_flows(items: Sequence[tuple[int, int, np.ndarray, np.ndarray]], num_frames: int, max_hops: int = 3
-                  ) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+def chained_flows(items: Sequence[tuple[int, int, np.ndarray, np.ndarray]], num_frames: int, max_hops: int = 3,
+                  workers: int = 1) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
     """Longer-baseline flows by chaining the longest available step, for multi-view triangulation.
 
     From every frame, in both directions, the longest-stride flow is followed repeatedly (up to ``max_hops``
@@ -614,14 +649,16 @@ def chained_flows(items: Sequence[tuple[int, int, np.ndarray, np.ndarray]], num_
 
     Args:
         items: ``(src, dst, flow 2 H W, valid H W)`` direct flows.
+        workers: threads, one source frame at a time (the result does not depend on it).
     Returns:
         the new ``(src, dst, flow, valid)`` items.
     """
     by_src: dict = {}
     for s, d, fl, ok in items:
         by_src.setdefault(int(s), {})[int(d)] = (fl, np.asarray(ok, bool))
-    out = []
-    for s in range(num_frames):
+
+    def from_source(s: int) -> list:
+        out = []
         direct = by_src.get(s, {})
         for sign in (1, -1):
             reach = [d for d in direct if (d - s) * sign > 0]
@@ -639,4 +676,6 @@ def chained_flows(items: Sequence[tuple[int, int, np.ndarray, np.ndarray]], num_
                 cur_d = d2
                 if abs(cur_d - s) > longest and ok.any():
                     out.append((s, cur_d, fl, ok))
-    return out
+        return out
+
+    return [item for chunk in thread_map(from_source, range(num_frames), workers) for item in chunk]

@@ -2,7 +2,8 @@
 stage 2 GA + PTS over depth (and edge similarities) with poses and focal frozen.
 
 Schedules: ``reference`` = the paper's 300 + 300 Adam iterations, lr 0.01 decaying linearly to ``lr_final``;
-``fast`` = ``fast_stage{1,2}_iters`` with coarse-to-fine (pixel stride 2 during the first 40 % of stage 1) and early
+``fast`` = ``fast_stage{1,2}_iters`` on every ``fast_pixel_stride``-th pixel, coarse-to-fine (twice that stride during
+the first 40 % of stage 1) and early
 stopping (relative loss change over 10 iterations below ``early_stop_rel``); warm starts come in through the state's
 initialisation (see :mod:`c4d_core.window`).
 Guards: a non-finite term or a total loss 1e4 times the initial one rolls the state back to the last good snapshot
@@ -132,6 +133,7 @@ def _solve(state: WindowState, problem: WindowProblem, cfg: OptimConfig, on_iter
     t0 = time.perf_counter()
     wts = cfg.weights
     fast = cfg.schedule == "fast"
+    px_stride = int(cfg.fast_pixel_stride)
     n1 = cfg.fast_stage1_iters if fast else cfg.stage1_iters
     n2 = cfg.fast_stage2_iters if fast else cfg.stage2_iters
     report = SolveReport()
@@ -141,10 +143,10 @@ def _solve(state: WindowState, problem: WindowProblem, cfg: OptimConfig, on_iter
     use_cts = use_cts and wts.cts > 0
     use_pts = use_pts and wts.pts > 0 and problem.track_uv.shape[1] > 0
 
-    def ga_term(X, stride):
+    def ga_term(X, stride, offset=0):
         s, R, t = state.edge_similarity()
         return L.ga_loss(X, state.edge_i, state.edge_j, problem.pts_i, problem.pts_j, problem.w_i, problem.w_j,
-                         s, R, t, scene, stride)
+                         s, R, t, scene, stride, offset)
 
     def run(stage: int, params: list, iters: int, terms_fn, lr_scales: dict) -> int:
         params = [p for p in params if p.requires_grad]
@@ -189,13 +191,13 @@ def _solve(state: WindowState, problem: WindowProblem, cfg: OptimConfig, on_iter
         return done
 
     def stage1_terms(it, iters):
-        stride = 2 if (fast and it < 0.4 * iters) else 1
+        stride = (2 * px_stride if it < 0.4 * iters else px_stride) if fast else 1
         X = state.pointmaps_world()
-        terms = {"ga": wts.ga * ga_term(X, stride)}
+        terms = {"ga": wts.ga * ga_term(X, stride, it)}
         if use_cma and it >= cfg.cma_start_fraction * iters:
             P = state.poses()
             c = L.cma_loss(X, P, state.K(), problem.flow_src, problem.flow_dst, problem.flow,
-                           problem.flow_static, state.grid_uv, max_px, stride)
+                           problem.flow_static, state.grid_uv, max_px, stride, it)
             cv = float(c.detach())
             if not (cv >= cfg.cma_max_loss):  # dropped when too large; NaN is kept so the guard sees it
                 terms["cma"] = wts.cma * c
@@ -206,13 +208,13 @@ def _solve(state: WindowState, problem: WindowProblem, cfg: OptimConfig, on_iter
     index = weight = None
     if use_pts:
         index, weight = L.blend_weights(problem.track_uv, problem.track_valid, state.height, state.width,
-                                        cfg.pts_neighbours)
+                                        cfg.pts_neighbours, workers=cfg.workers)
 
     pts_cache: dict = {}
 
     def stage2_terms(it, iters):
         X = state.pointmaps_world()
-        terms = {"ga": wts.ga * ga_term(X, 1)}
+        terms = {"ga": wts.ga * ga_term(X, px_stride if fast else 1, it)}
         if use_pts:
             # the fast schedule's few small steps barely move the tracks: its smoothed target is computed once
             if not (fast and "target" in pts_cache):
