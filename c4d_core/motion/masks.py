@@ -493,6 +493,7 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
     seen = np.zeros((num_frames, H, W), np.int16)
     evidence = np.zeros((num_frames, H, W), bool)
     residual = np.zeros((num_frames, H, W), np.float32)
+
     def dense(e: int):
         """The pair's adaptive threshold and its two dense residual maps (None without a model / for a hit)."""
         m = models[e]
@@ -506,8 +507,8 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             ok = flow.valid_fwd[e][::2, ::2]
             m.threshold_px = max(m.threshold_px, robust_threshold_px(r_fwd[ok], cfg, thr, m.threshold_px))
         rs = []
-        for fl, valid, model in ((flow.flow_fwd[e], flow.valid_fwd[e], m), (flow.flow_bwd[e], flow.valid_bwd[e],
-                                                                          m.reversed())):
+        sides = ((flow.flow_fwd[e], flow.valid_fwd[e], m), (flow.flow_bwd[e], flow.valid_bwd[e], m.reversed()))
+        for fl, valid, model in sides:
             r = model_residual_px(model, grid, grid + np.moveaxis(fl, 0, -1))
             rs.append(np.where(valid & np.isfinite(r), r, 0.0).astype(np.float32))
         return rs
