@@ -326,6 +326,9 @@ class MotionConfig(_Section):
     robust_fit: str = _f("lmeds", "robust estimator of each pair's fundamental matrix: lmeds (the paper; no "
                          "threshold) or ransac (threshold = the pair's fixed Sampson threshold; ~40x faster)",
                          choices=("lmeds", "ransac"))
+    lmeds_confidence: float = _f(0.99, "LMedS fits: probability that at least one minimal sample is outlier-free "
+                                 "at 45 % outliers (sets the number of hypotheses: 0.99 -> ~300, 0.95 -> ~200)",
+                                 lo=0.5, hi=0.9999)
     screening_fit: str = _f("lmeds", "robust estimator of the first fit on every track (trackers without mobility: "
                             "it only decides which tracks move before the models are fitted on the static ones)",
                             choices=("lmeds", "ransac"))

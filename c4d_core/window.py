@@ -449,7 +449,8 @@ class WindowProcessor:
             ok = np.asarray(tracks.visible, bool) & np.isfinite(tracks.xy).all(-1)
             if static is not None:
                 ok &= static[None, :]
-            par_rot, frac, _ = rotation_parallax(tracks.xy, ok, Kp)
+            par_rot, frac, Rs = rotation_parallax(tracks.xy, ok, Kp)
+            self._rotation_fit = (ok, Kp, (par_rot, frac, Rs))  # reused by the rotation guard after the solve
             standstill = par_rot < cfg.standstill_parallax_px and frac >= 0.5
             log.debug("tracks init: rotation-only residual of the static tracks %.3f px (standstill below %.3f)",
                       par_rot, cfg.standstill_parallax_px)
@@ -614,6 +615,7 @@ class WindowProcessor:
         cfg = self.cfg.optim
         dev = self.device
         T, H, W = images.shape[:3]
+        self._rotation_fit = None
         # optimisation resolution, never below ~36 px on the short side (tiny windows keep some detail)
         rs = max(float(cfg.resolution_scale), min(1.0, 36.0 / min(H, W)))
         h = max(8, int(round(H * rs)))
@@ -797,7 +799,11 @@ class WindowProcessor:
         if K is not None:
             Ks[:] = K
         if n_tr and T >= 2 and np.isfinite(depth[0]).any():  # near-pure rotation guard (issue 10)
-            check_rotations(poses, tracks.xy, tracks.visible, Ks[0], float(np.nanmedian(depth[0])))
+            if self._rotation_fit is not None:  # the tracks init's rotation-only fit of the static tracks
+                ok_rot, K_rot, fit = self._rotation_fit
+                check_rotations(poses, tracks.xy, ok_rot, K_rot, float(np.nanmedian(depth[0])), fit=fit)
+            else:
+                check_rotations(poses, tracks.xy, tracks.visible, Ks[0], float(np.nanmedian(depth[0])))
         if conf_full is not None:
             confidence = conf_full
         else:

@@ -194,7 +194,7 @@ def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg:
     if robust == "ransac":
         Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.RANSAC, float(threshold_px))
     else:
-        Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.LMEDS)
+        Hm, _ = cv2.findHomography(uv_i, uv_j, cv2.LMEDS, confidence=float(cfg.lmeds_confidence))
     if Hm is not None and not np.all(np.isfinite(Hm)):
         Hm = None
     if Hm is not None and parallax < cfg.min_translation_px:
@@ -204,7 +204,7 @@ def fit_pair_model(uv_i: np.ndarray, uv_j: np.ndarray, threshold_px: float, cfg:
         Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_RANSAC, ransacReprojThreshold=float(threshold_px),
                                        confidence=0.999)
     else:
-        Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_LMEDS)
+        Fm, _ = cv2.findFundamentalMat(uv_i, uv_j, cv2.FM_LMEDS, confidence=float(cfg.lmeds_confidence))
     if Fm is None or Fm.shape != (3, 3) or not np.all(np.isfinite(Fm)):
         if Hm is not None:
             log.info("edge %s: fundamental-matrix fit failed; homography model used", edge)

@@ -170,7 +170,8 @@ def rotation_parallax(uv: np.ndarray, ok: np.ndarray, K: np.ndarray, ref: int = 
 
 
 def check_rotations(T_world_cam: np.ndarray, uv: np.ndarray, valid: np.ndarray, K: np.ndarray, depth: float,
-                    tol_deg: float = 3.0, max_parallax_px: float = 1.0, max_bias_deg: float = 5.0) -> float:
+                    tol_deg: float = 3.0, max_parallax_px: float = 1.0, max_bias_deg: float = 5.0,
+                    fit: Optional[tuple] = None) -> float:
     """Reject window poses whose rotations contradict the rotation-only fit of the tracks (near-pure rotation).
 
     With a short baseline the essential matrix and two-view pointmaps are degenerate and an initialisation can
@@ -185,6 +186,8 @@ def check_rotations(T_world_cam: np.ndarray, uv: np.ndarray, valid: np.ndarray, 
     Args:
         T_world_cam: ``T 4 4`` solved poses; uv: ``T N 2`` tracks; valid: ``T N``; K: ``3 3``;
         depth: a typical (median) scene depth in the poses' scale.
+        fit: the result of :func:`rotation_parallax` on the same ``uv``, ``valid`` and ``K`` when the caller
+            already has it (not fitted again).
     Returns:
         the largest rotation disagreement in degrees (0 when the check does not apply).
     """
@@ -192,7 +195,7 @@ def check_rotations(T_world_cam: np.ndarray, uv: np.ndarray, valid: np.ndarray, 
     ok = np.asarray(valid, bool) & np.isfinite(uv).all(-1)
     if uv.shape[0] < 2 or ok.sum(0).max(initial=0) < 2:
         return 0.0
-    par, frac, Rs = rotation_parallax(uv, ok, K)
+    par, frac, Rs = rotation_parallax(uv, ok, K) if fit is None else fit
     if not (par < max_parallax_px and frac >= 0.5):
         return 0.0
     T = np.asarray(T_world_cam, np.float64)
