@@ -683,8 +683,9 @@ class WindowProcessor:
         srcs, dsts, fls, sts = [], [], [], []
         ff = torch.as_tensor(np.asarray(flow.flow_fwd, np.float32))
         fb = torch.as_tensor(np.asarray(flow.flow_bwd, np.float32))
-        fin_f = torch.as_tensor(np.asarray(flow.valid_fwd, bool)) & torch.isfinite(ff).all(1)
-        fin_b = torch.as_tensor(np.asarray(flow.valid_bwd, bool)) & torch.isfinite(fb).all(1)
+        # (process() has already replaced non-finite flow by 0 and marked it invalid)
+        fin_f = torch.as_tensor(np.asarray(flow.valid_fwd, bool))
+        fin_b = torch.as_tensor(np.asarray(flow.valid_bwd, bool))
         vf = _area(fin_f.float()[:, None], h, w)[:, 0] > 0.99
         vb = _area(fin_b.float()[:, None], h, w)[:, 0] > 0.99
         scale_xy = torch.tensor([sx, sy]).view(1, 2, 1, 1)
