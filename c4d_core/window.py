@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as Fnn
 
-from .config import C4DConfig
+from .config import C4DConfig, PairGraph
 from .errors import InputError
 from .motion import MotionResult, PairMotionCache, compute_motion
 from .optim import SolveReport, WindowProblem, WindowState, initialize_window, solve_window
@@ -260,27 +260,55 @@ class WindowProcessor:
             pw.focal = np.asarray(pw.focal, np.float64) / sx
         return pw
 
+    def _cache_keys(self, images: np.ndarray, frame_ids: Sequence[int], K: Optional[np.ndarray]) -> list:
+        """Per-frame cache keys ``(stream id, image fingerprint)`` (ids restart after a reset, the fingerprint tells
+        the frames apart); a new K empties the caches (the pointmaps depend on it)."""
+        kkey = None if K is None else tuple(np.round(np.asarray(K, np.float64).ravel(), 4))
+        if kkey != self._cache_K:
+            self.clear_cache()
+            self._cache_K = kkey
+        return [(int(i), hash(images[t, ::8, ::8].tobytes())) for t, i in enumerate(frame_ids)]
+
+    def _flows_into_cache(self, images: np.ndarray, ids: list, edges: Sequence[tuple]) -> int:
+        """Compute the flow of the ``edges`` (window positions) not cached yet; returns how many were computed."""
+        miss = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._flow_cache]
+        if miss:
+            fr = self.flow_estimator().estimate(images, miss)
+            for k, (i, j) in enumerate(miss):
+                self._cache_put(self._flow_cache, (ids[i], ids[j]),
+                                (fr.flow_fwd[k], fr.flow_bwd[k], fr.valid_fwd[k], fr.valid_bwd[k]))
+        return len(miss)
+
+    def prefetch_flow(self, images: np.ndarray, frame_ids: Sequence[int], K: Optional[np.ndarray] = None) -> int:
+        """Compute, ahead of the window, the flow of the pair-graph edges that end at the newest frame.
+
+        ``images`` are the frames buffered for the next window so far (window positions ``0..T-1``, the newest
+        last) with their stream ids; the flows land in the per-pair cache where :meth:`process` (with the same
+        ids and K) finds them. A streaming engine calls this as each frame arrives, so the window-completing frame
+        waits only for its own pairs. Only for the sliding pair graph with ``optim.cache_pairs > 0`` (else 0).
+
+        Returns:
+            the number of pairs computed (0 when all were cached or prefetching does not apply).
+        """
+        pc = self.cfg.pointmaps
+        T = len(images)
+        if T < 2 or self.cfg.optim.cache_pairs <= 0 or PairGraph(pc.pair_graph) is not PairGraph.SLIDING:
+            return 0
+        p = T - 1
+        edges = [(p - st, p) for st in sorted({int(x) for x in pc.strides}) if p - st >= 0]
+        return self._flows_into_cache(images, self._cache_keys(images, frame_ids, K), edges)
+
     def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int]
                    ) -> tuple[FlowResult, PairwisePointmaps]:
         """Flow and pointmaps of the window's pair graph, reusing pairs seen in earlier windows (by frame id)."""
         from .pointmaps.geometric import DeferredPointmaps
 
         T = images.shape[0]
-        # key = (stream id, image fingerprint): ids restart after a reset, the fingerprint tells the frames apart
-        ids = [(int(i), hash(images[t, ::8, ::8].tobytes())) for t, i in enumerate(frame_ids)]
-        kkey = None if K is None else tuple(np.round(np.asarray(K, np.float64).ravel(), 4))
-        if kkey != self._cache_K:
-            self.clear_cache()
-            self._cache_K = kkey
+        ids = self._cache_keys(images, frame_ids, K)
         self._cache_ids = ids
         edges = self.pair_edges(T)
-        miss = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._flow_cache]
         t0 = time.perf_counter()
-        if miss:
-            fr = self.flow_estimator().estimate(images, miss)
-            for k, (i, j) in enumerate(miss):
-                self._cache_put(self._flow_cache, (ids[i], ids[j]),
-                                (fr.flow_fwd[k], fr.flow_bwd[k], fr.valid_fwd[k], fr.valid_bwd[k]))
+        self._flows_into_cache(images, ids, edges)
         items = [self._flow_cache[(ids[i], ids[j])] for i, j in edges]
         flow = FlowResult(list(edges), np.stack([x[0] for x in items]), np.stack([x[1] for x in items]),
                           np.stack([x[2] for x in items]), np.stack([x[3] for x in items]))

@@ -164,6 +164,9 @@ def test_check_rotations_rejects_wrong_rotations_under_pure_rotation():
     bad[2, :3, 3] = [1.5, 0.0, 0.5]
     with pytest.raises(LowParallaxError, match="rotation"):
         check_rotations(bad, uv, ok, K, depth=4.0)
+    with pytest.raises(LowParallaxError, match="rotation"):  # the caller's fit (the tracks init's) gives the same
+        check_rotations(bad, uv, ok, K, depth=4.0, fit=(par, frac, Rs))
+    assert check_rotations(T, uv, ok, K, depth=4.0, fit=(par, frac, Rs)) == check_rotations(T, uv, ok, K, depth=4.0)
 
 
 def test_check_rotations_does_not_apply_with_real_parallax():

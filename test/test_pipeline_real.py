@@ -123,3 +123,36 @@ def test_real_engine_stream_through_a_camera_reversal():
     assert ate < 0.03, ate  # measured 0.015 (0.050 with the initial pair taken from the time gap)
     steps = np.linalg.norm(np.diff(T_est[:, :3, 3], axis=0), axis=1)
     assert steps.max() < 3.0 * np.median(steps), steps / np.median(steps)
+
+
+def test_eager_flow_gives_the_same_stream_and_leaves_the_window_only_its_last_pairs(scene):
+    """stream.eager_flow computes each frame's pair flows as it arrives: the same poses and depth as computing them
+    at the window, and the window-completing push computes only the pairs that end at its own frame."""
+    base = ["runtime.device=cpu", "stream.width=128", "stream.height=96", "stream.mode=offline",
+            "stream.window_size=8", "stream.window_stride=4"]
+    out = {}
+    for eager in (False, True):
+        eng = Reconstructor(C4DConfig().with_overrides(base + [f"stream.eager_flow={str(eager).lower()}"]))
+        calls = []
+        est = eng._processor.flow_estimator()
+        real = est.estimate
+
+        def spy(images, edges, real=real, calls=calls):
+            calls.append(len(edges))
+            return real(images, edges)
+
+        est.estimate = spy
+        poses, depth = [], []
+        for k, image in enumerate(scene.images[:16]):
+            r = eng.push(Frame(image=image, stamp_ns=1_000_000_000 + k * 33_333_333, K=scene.K))
+            if r is not None:
+                assert r.valid, r.info
+                poses.append(r.T_world_cam)
+                depth.append(r.depth)
+                if eager:  # the push that completed the window computed only its own frame's pairs (3 strides)
+                    assert calls[-1] <= 3, calls
+        out[eager] = (np.concatenate(poses), np.concatenate(depth), calls, eng.stats()["stage_ms"])
+    (p0, d0, c0, _), (p1, d1, c1, st1) = out[False], out[True]
+    assert np.array_equal(p0, p1) and np.array_equal(d0, d1, equal_nan=True)
+    assert sum(c1) == sum(c0)  # every pair still computed exactly once (no wasted prefetch)
+    assert "flow_prefetch" in st1

@@ -69,6 +69,12 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
+def _window_K(frames: List[PreparedFrame]) -> Optional[np.ndarray]:
+    """The K of a window: the median of its frames' K (None when none has one)."""
+    Ks = [f.K for f in frames if f.K is not None]
+    return np.median(np.stack(Ks), axis=0) if Ks else None
+
+
 def _resize_stack(arr: np.ndarray, H: int, W: int, interp: int) -> np.ndarray:
     if arr.shape[1:3] == (H, W):
         return arr
@@ -184,9 +190,27 @@ class Reconstructor:
             t0 = time.perf_counter()
             self._tracker.add_frame(pf.index, pf.image)
             self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+            self._prefetch_flow()
             if len(self._buf) >= self.cfg.stream.window_size:  # never right after a break (1 frame buffered)
                 return self._run_window()
             return flushed
+
+    def _prefetch_flow(self) -> None:
+        """``stream.eager_flow``: the new frame's pair flows now, into the processor's cache (see
+        :meth:`WindowProcessor.prefetch_flow`). A failure here only costs the head start: the window computes
+        (and reports) it again."""
+        prefetch = getattr(self._processor, "prefetch_flow", None)
+        if not self.cfg.stream.eager_flow or prefetch is None or len(self._buf) < 2:
+            return
+        t0 = time.perf_counter()
+        try:
+            n = prefetch(np.stack([f.image for f in self._buf]), [f.index for f in self._buf],
+                         _window_K(self._buf))
+        except Exception as err:  # noqa: BLE001 - the window itself recomputes and reports
+            log.debug("flow prefetch failed (%s); the window computes it", err)
+            return
+        if n:
+            self._stats.add_stage("flow_prefetch", (time.perf_counter() - t0) * 1e3)
 
     def flush(self) -> Optional[WindowResult]:
         """Finish the last partial window at the end of a stream (None when every frame was reported)."""
@@ -310,8 +334,7 @@ class Reconstructor:
     def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame]) -> WindowResult:
         cfg = self.cfg
         images = np.stack([f.image for f in frames])
-        Ks = [f.K for f in frames if f.K is not None]
-        K = np.median(np.stack(Ks), axis=0) if Ks else None
+        K = _window_K(frames)
         indices = [f.index for f in frames]
         t0 = time.perf_counter()
         tracks = self._tracker.get_tracks(indices)
