@@ -215,8 +215,8 @@ class StreamConfig(_Section):
     queue_size: int = _f(4, "worker mode: bounded input queue length (oldest frame dropped when full)", lo=1)
     rectified: bool = _f(False, "input images are already rectified: ignore CameraInfo distortion")
     eager_flow: bool = _f(True, "compute each kept frame's pair-graph flows as it arrives instead of all at the "
-                               "window's last frame (same results; that frame's result comes ~0.2 s sooner at "
-                               "320x240)")
+                                "window's last frame (same results; that frame's result comes ~0.2 s sooner at "
+                                "320x240)")
     max_stamp_gap_s: float = _f(5.0, "a gap between frames longer than this starts a new segment (re-initialise)",
                                 lo=0.0, lo_open=True)
 
