@@ -170,17 +170,17 @@ class DISFlow:
                 if k not in grey:
                     grey[k] = cv2.cvtColor(images[k], cv2.COLOR_RGB2GRAY)
 
-        def one(e):
-            i, j = e
-            f, b = self.pair(grey[i], grey[j]), self.pair(grey[j], grey[i])
-            d, r = self.discontinuity_px, self.discontinuity_radius
-            return (f, b, consistency_mask(f, b, self.fb_threshold_px, d, r),
-                    consistency_mask(b, f, self.fb_threshold_px, d, r))
-
-        out = thread_map(one, edges, self.workers)
-        return FlowResult(edges=list(edges), flow_fwd=np.stack([o[0] for o in out]),
-                          flow_bwd=np.stack([o[1] for o in out]), valid_fwd=np.stack([o[2] for o in out]),
-                          valid_bwd=np.stack([o[3] for o in out]))
+        # one task per direction (a few pairs still fill every worker), then the consistency masks
+        flows = thread_map(lambda ij: self.pair(grey[ij[0]], grey[ij[1]]),
+                           [d for i, j in edges for d in ((i, j), (j, i))], self.workers)
+        fwd, bwd = flows[0::2], flows[1::2]
+        d, r = self.discontinuity_px, self.discontinuity_radius
+        valid = thread_map(lambda k: consistency_mask(*((fwd[k], bwd[k]) if k < len(edges) else
+                                                        (bwd[k - len(edges)], fwd[k - len(edges)])),
+                                                      self.fb_threshold_px, d, r),
+                           range(2 * len(edges)), self.workers)
+        return FlowResult(edges=list(edges), flow_fwd=np.stack(fwd), flow_bwd=np.stack(bwd),
+                          valid_fwd=np.stack(valid[:len(edges)]), valid_bwd=np.stack(valid[len(edges):]))
 
 
 def _unwrap_state_dict(obj: object, path: str) -> dict:
