@@ -178,3 +178,34 @@ def test_stats_have_timings_and_latency(seq):
         assert key in s
     assert s["frames_processed"] == 40 and s["windows"] >= 9
     assert "fusion" in s["stage_ms"] and "optimisation" in s["stage_ms"]
+
+
+def test_live_worker_selects_frames_before_the_queue(seq):
+    """Live mode: every_nth thins the stream at submit(), before the bounded queue; a queue that dropped its oldest
+    frames first would leave bursts of consecutive frames (the selection then thins what is left)."""
+    class SlowOracle(OracleProcessor):
+        def process(self, *a, **k):
+            time.sleep(0.05)
+            return super().process(*a, **k)
+
+    engine = Reconstructor(_cfg("stream.mode=live", "stream.every_nth=3", "stream.queue_size=16"),
+                           processor=SlowOracle(seq), tracker=OracleTracker(seq))
+    got = []
+    engine.start(on_result=got.append)
+    accepted = [engine.submit(Frame(seq.images[i], int(seq.stamps_ns[i]), seq.K)) for i in range(40)]
+    engine.stop(flush=True, timeout=10)
+    stats = engine.stats()
+    assert all(accepted) and stats["dropped"] == 0
+    assert stats["frames_skipped"] == 40 - len(range(0, 40, 3))  # decided at submit time
+    reported = [s for r in got for s in r.stamps_ns]
+    assert reported == [int(seq.stamps_ns[i]) for i in range(0, 40, 3)]
+
+
+def test_live_admission_restarts_on_stamps_going_backwards(seq):
+    from c4d_core.stream import FrameSelector
+
+    sel = FrameSelector(_cfg("stream.mode=live", "stream.target_rate_hz=10").stream)
+    assert sel.admit(Frame(seq.images[0], 2_000_000_000, seq.K))
+    assert not sel.admit(Frame(seq.images[1], 2_050_000_000, seq.K))  # 50 ms < 100 ms
+    assert sel.admit(Frame(seq.images[2], 1_000_000_000, seq.K))  # backwards: a new world, admitted
+    assert sel.keep(Frame(seq.images[2], 1_000_000_000, seq.K), admitted=True)

@@ -87,12 +87,18 @@ class FrameSelector:
         self._last_thumb: Optional[np.ndarray] = None
         self.skipped = 0
 
-    def keep(self, frame: Frame) -> bool:
-        """Whether ``frame`` should be processed."""
+    def admit(self, frame: Frame) -> bool:
+        """The stamp-based part of the selection (every n-th frame, the rate cap), cheap enough for the caller's
+        thread: a worker applies it before queueing, so the bounded queue holds only frames that will be used (a
+        queue that drops its oldest frames before the selection thins the stream in bursts). A stamp that goes
+        backwards is always admitted (the engine starts a new world on it)."""
         cfg = self.cfg
-        self._seen += 1
         if cfg.mode == "offline":
             return True
+        if self._last_kept_ns is not None and frame.stamp_ns < self._last_kept_ns:
+            self._seen = 0
+            self._last_kept_ns = None
+        self._seen += 1
         if (self._seen - 1) % cfg.every_nth:
             self.skipped += 1
             return False
@@ -100,6 +106,17 @@ class FrameSelector:
             if frame.stamp_ns - self._last_kept_ns < 1e9 / cfg.target_rate_hz * 0.999:
                 self.skipped += 1
                 return False
+        self._last_kept_ns = frame.stamp_ns
+        return True
+
+    def keep(self, frame: Frame, admitted: bool = False) -> bool:
+        """Whether ``frame`` should be processed (``admitted``: :meth:`admit` already passed it; only the image-based
+        near-duplicate test is left)."""
+        cfg = self.cfg
+        if cfg.mode == "offline":
+            return True
+        if not admitted and not self.admit(frame):
+            return False
         if cfg.skip_static_px > 0:
             thumb = cv2.resize(cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY), (40, 30),
                                interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -107,7 +124,6 @@ class FrameSelector:
                 self.skipped += 1
                 return False
             self._last_thumb = thumb
-        self._last_kept_ns = frame.stamp_ns
         return True
 
 

@@ -164,7 +164,7 @@ class Reconstructor:
         """
         return self._push(frame, time.perf_counter())
 
-    def _push(self, frame: Frame, t_in: float) -> Optional[WindowResult]:
+    def _push(self, frame: Frame, t_in: float, admitted: bool = False) -> Optional[WindowResult]:
         with self._lock:
             self._stats.count("frames_in")
             try:
@@ -175,7 +175,7 @@ class Reconstructor:
                 raise
             # a stream break (stamps going backwards, a long gap) first reports the frames still pending
             flushed = self._stream_break(brk) if brk else None
-            if not self._selector.keep(frame):
+            if not self._selector.keep(frame, admitted=admitted):
                 self._stats.count("frames_skipped")
                 return flushed
             pf = prepare_frame(frame, self._next_index, self.cfg.stream)
@@ -553,9 +553,17 @@ class Reconstructor:
         self._worker.start()
 
     def submit(self, frame: Frame) -> bool:
-        """Queue a frame for the worker without blocking; returns False when the oldest queued frame was dropped."""
+        """Queue a frame for the worker without blocking; returns False when the oldest queued frame was dropped.
+
+        In live mode the stamp-based frame selection (``stream.every_nth``, ``stream.target_rate_hz``) runs here,
+        before the queue, so the queue holds only frames that will be processed; a frame it does not admit is
+        counted as skipped (returns True).
+        """
         dropped = False
         with self._cv:
+            if self.cfg.stream.mode == "live" and isinstance(frame, Frame) and not self._selector.admit(frame):
+                self._stats.count("frames_skipped")
+                return True
             if len(self._queue) >= self.cfg.stream.queue_size:
                 self._queue.popleft()
                 self._stats.count("dropped")
@@ -597,7 +605,7 @@ class Reconstructor:
                     break
                 frame, t_in = self._queue.popleft()
             try:
-                result = self._push(frame, t_in)
+                result = self._push(frame, t_in, admitted=self.cfg.stream.mode == "live")
             except C4DError as err:
                 self._deliver_error(err)
                 continue
