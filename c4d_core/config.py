@@ -213,6 +213,8 @@ class StreamConfig(_Section):
     skip_static_px: float = _f(0.0, "skip a frame whose mean displacement to the last kept frame is below this "
                                     "many pixels (camera standing still; 0 = keep all)", lo=0.0)
     queue_size: int = _f(4, "worker mode: bounded input queue length (oldest frame dropped when full)", lo=1)
+    pipeline: bool = _f(True, "worker mode: solve each window on a second thread while the worker takes the next "
+                              "frames (tracks, eager flow), so frames keep being processed during a solve")
     rectified: bool = _f(False, "input images are already rectified: ignore CameraInfo distortion")
     eager_flow: bool = _f(True, "compute each kept frame's pair-graph flows as it arrives instead of all at the "
                                 "window's last frame (same results; that frame's result comes ~0.2 s sooner at "

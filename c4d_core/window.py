@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -195,6 +196,8 @@ class WindowProcessor:
         self._motion_cache = PairMotionCache(cfg.motion.cache_pairs)
         self._cache_ids: Optional[list] = None
         self._cache_K: Optional[tuple] = None
+        # the flow cache is shared with prefetch_flow, which a pipelined engine calls from another thread
+        self._flow_lock = threading.RLock()
         self.last_init: str = ""
 
     def clear_cache(self) -> None:
@@ -296,7 +299,8 @@ class WindowProcessor:
             return 0
         p = T - 1
         edges = [(p - st, p) for st in sorted({int(x) for x in pc.strides}) if p - st >= 0]
-        return self._flows_into_cache(images, self._cache_keys(images, frame_ids, K), edges)
+        with self._flow_lock:
+            return self._flows_into_cache(images, self._cache_keys(images, frame_ids, K), edges)
 
     def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int]
                    ) -> tuple[FlowResult, PairwisePointmaps]:
@@ -304,12 +308,13 @@ class WindowProcessor:
         from .pointmaps.geometric import DeferredPointmaps
 
         T = images.shape[0]
-        ids = self._cache_keys(images, frame_ids, K)
-        self._cache_ids = ids
         edges = self.pair_edges(T)
         t0 = time.perf_counter()
-        self._flows_into_cache(images, ids, edges)
-        items = [self._flow_cache[(ids[i], ids[j])] for i, j in edges]
+        with self._flow_lock:
+            ids = self._cache_keys(images, frame_ids, K)
+            self._cache_ids = ids
+            self._flows_into_cache(images, ids, edges)
+            items = [self._flow_cache[(ids[i], ids[j])] for i, j in edges]
         flow = FlowResult(list(edges), np.stack([x[0] for x in items]), np.stack([x[1] for x in items]),
                           np.stack([x[2] for x in items]), np.stack([x[3] for x in items]))
         t_flow = time.perf_counter() - t0
@@ -322,7 +327,8 @@ class WindowProcessor:
         miss_u = [e for e in edges if (ids[e[0]], ids[e[1]]) not in self._pm_cache
                   or (ids[e[1]], ids[e[0]]) not in self._pm_cache]
         if miss_u:
-            sub = FlowResult(list(miss_u), *[np.stack([self._flow_cache[(ids[i], ids[j])][c] for i, j in miss_u])
+            by_edge = dict(zip(edges, items))  # (not the cache: a concurrent prefetch may evict from it)
+            sub = FlowResult(list(miss_u), *[np.stack([by_edge[(i, j)][c] for i, j in miss_u])
                                              for c in range(4)])
             md = miss_u + [(j, i) for i, j in miss_u]
             pw = self._predict_pointmaps(images, md, K, sub)

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional
 
 import cv2
@@ -43,6 +44,19 @@ from .stats import EngineStats
 __all__ = ["Reconstructor", "WorldFrameState"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _WindowJob:
+    """A window handed from the input side to the solver: its frames, the new ones, their tracks (snapshotted while
+    the tracker is not moving on), the frame indices the next window keeps, and a front-end error if any."""
+
+    frames: list
+    new: list
+    t_start: float
+    tracks: Optional[Tracks] = None
+    keep: set = field(default_factory=set)
+    error: Optional[BaseException] = None
 
 
 @dataclass
@@ -117,6 +131,13 @@ class Reconstructor:
         self._path = PathHistory(self.cfg.map.path_length)
         self._stats = EngineStats()
         self._lock = threading.RLock()  # one window at a time; push/flush/reset are serialised
+        self._out_lock = threading.RLock()  # the map, path and scale history (read while a window is solved)
+        # worker pipeline (stream.pipeline): windows solved on their own thread while frames keep coming in
+        self._pipelined = False
+        self._solver: Optional[threading.Thread] = None
+        self._jobs: "queue.Queue[Optional[_WindowJob]]" = queue.Queue(maxsize=1)
+        self._solver_idle = threading.Event()
+        self._solver_idle.set()
         self._worker: Optional[threading.Thread] = None
         self._queue: Deque[tuple[Frame, float]] = collections.deque()
         self._cv = threading.Condition()
@@ -143,8 +164,9 @@ class Reconstructor:
         self._track_mobility: Dict[int, float] = {}  # track id -> track-level mobility in the last window
         self._scale_ratios: Deque[float] = collections.deque(maxlen=64)
         self._selector.reset()
-        self._map.clear()
-        self._path.clear()
+        with self._out_lock:
+            self._map.clear()
+            self._path.clear()
         self._tracker.reset()
 
     def reset(self) -> None:
@@ -152,6 +174,7 @@ class Reconstructor:
         with self._lock:
             with self._cv:
                 self._queue.clear()
+            self._solver_idle.wait()
             self._reset_state()
             self._stats.count("resets")
             log.info("engine reset: a new world starts with the next frame")
@@ -192,6 +215,9 @@ class Reconstructor:
             self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
             self._prefetch_flow()
             if len(self._buf) >= self.cfg.stream.window_size:  # never right after a break (1 frame buffered)
+                if self._pipelined:
+                    self._dispatch(self._begin_window())
+                    return flushed
                 return self._run_window()
             return flushed
 
@@ -215,6 +241,7 @@ class Reconstructor:
     def flush(self) -> Optional[WindowResult]:
         """Finish the last partial window at the end of a stream (None when every frame was reported)."""
         with self._lock:
+            self._solver_idle.wait()
             if not self._buf or self._buf[-1].index < self._reported_upto:
                 return None
             return self._run_window(final=True)
@@ -248,6 +275,7 @@ class Reconstructor:
     def _stream_break(self, kind: str) -> Optional[WindowResult]:
         """Report the buffered, not yet reported frames as a final window, then start a new world or segment."""
         flushed = None
+        self._solver_idle.wait()
         if self._buf and self._buf[-1].index >= self._reported_upto:
             flushed = self._run_window(final=True)
             flushed.info["stream_break"] = kind
@@ -268,14 +296,37 @@ class Reconstructor:
 
     # ------------------------------------------------------------------ one window
     def _run_window(self, final: bool = False) -> WindowResult:
+        return self._finish_window(self._begin_window(final))
+
+    def _begin_window(self, final: bool = False) -> "_WindowJob":
+        """The input side of a window (the caller's thread): its frames and tracks, then slide the buffer."""
         frames = list(self._buf)
         new = [f for f in frames if f.index >= self._reported_upto]
-        t_start = time.perf_counter()
+        job = _WindowJob(frames=frames, new=new, t_start=time.perf_counter())
+        if len(frames) >= 2:
+            t0 = time.perf_counter()
+            try:
+                job.tracks = self._tracker.get_tracks([f.index for f in frames])
+            except Exception as err:  # reported by the window, like any failure of its front end
+                job.error = err
+            self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+        self._reported_upto = frames[-1].index + 1
+        # slide: keep the overlap for the next window
+        self._buf = [] if final else frames[self.cfg.stream.window_stride:]
+        job.keep = {f.index for f in self._buf}
+        return job
+
+    def _finish_window(self, job: "_WindowJob") -> WindowResult:
+        """The solve and the world update of a window (the solver thread in pipeline mode)."""
+        frames, new = job.frames, job.new
+        t_start = job.t_start
         if len(frames) < 2:
             result = self._invalid_result(new, "a window needs at least two frames")
         else:
             try:
-                result = self._solve(frames, new)
+                if job.error is not None:
+                    raise job.error
+                result = self._solve(frames, new, job.tracks)
             except OptimizationError as err:
                 log.warning("window %d failed (%s); outputs marked invalid, next window re-initialises",
                             self._window_index, err)
@@ -289,14 +340,9 @@ class Reconstructor:
                 result = self._invalid_result(new, str(err))
             except Exception as err:  # out of memory, OpenCV / LAPACK errors ...: the stream must go on
                 result = self._invalid_result(new, self._unexpected_window_error(err))
-        self._reported_upto = frames[-1].index + 1
         self._window_index += 1
-        # slide: keep the overlap for the next window
-        S = self.cfg.stream.window_stride
-        self._buf = [] if final else frames[S:]
-        keep = {f.index for f in self._buf}
         for idx in list(self._world):
-            if idx not in keep:
+            if idx not in job.keep:
                 del self._world[idx]
         for f in new:
             self._push_time.pop(f.index, None)
@@ -305,6 +351,32 @@ class Reconstructor:
         lat = [(now - t) * 1e3 for t in result.info.pop("_push_times", [])]
         self._stats.add_window(len(new), lat)
         return result
+
+    # ------------------------------------------------------------------ worker pipeline
+    def _dispatch(self, job: "_WindowJob") -> None:
+        """Hand a window to the solver thread (waits while the previous window is still being solved)."""
+        self._solver_idle.wait()
+        self._solver_idle.clear()
+        self._jobs.put(job)
+
+    def _solver_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            try:
+                result = self._finish_window(job)
+                if self._on_result is not None:
+                    try:
+                        self._on_result(result)
+                    except Exception:
+                        log.exception("on_result callback raised")
+            except Exception as err:  # never let the solver thread die
+                log.exception("unexpected error while finishing a window")
+                self._stats.error(repr(err))
+                self._deliver_error(err)
+            finally:
+                self._solver_idle.set()
 
     def _unexpected_window_error(self, err: Exception) -> str:
         """Log and count a non-C4D failure of one window; frees cached GPU memory after an out-of-memory error."""
@@ -331,14 +403,14 @@ class Reconstructor:
         self._stats.error(msg)
         return msg
 
-    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame]) -> WindowResult:
+    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame], tracks: Optional[Tracks] = None
+               ) -> WindowResult:
         cfg = self.cfg
         images = np.stack([f.image for f in frames])
         K = _window_K(frames)
         indices = [f.index for f in frames]
-        t0 = time.perf_counter()
-        tracks = self._tracker.get_tracks(indices)
-        self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+        if tracks is None:
+            tracks = self._tracker.get_tracks(indices)
         overlap = [i for i in indices if i in self._world]
         warm = self._warm_start(indices, overlap)
         if not hasattr(self, "_accepts_ids"):
@@ -380,7 +452,8 @@ class Reconstructor:
                 np.stack([self._world[i].depth for i in overlap]),
                 valid_local=~dyn[pos], valid_world=None)
             info.update(cinfo)
-            self._scale_ratios.append(cinfo["scale_ratio"])
+            with self._out_lock:
+                self._scale_ratios.append(cinfo["scale_ratio"])
         else:
             sim = self._anchor_sim(T_loc[0], depth[0])
             info["overlap"] = 0
@@ -400,8 +473,9 @@ class Reconstructor:
         t0 = time.perf_counter()
         static_cloud, dynamic_cloud = self._fuse(images, T_world, K_sol, depth_w, conf, dyn, pos_new)
         self._stats.add_stage("fusion", (time.perf_counter() - t0) * 1e3)
-        for p, f in zip(pos_new, new):
-            self._path.append(f.stamp_ns, T_world[p])
+        with self._out_lock:
+            for p, f in zip(pos_new, new):
+                self._path.append(f.stamp_ns, T_world[p])
         sol_tracks: Tracks = sol.tracks
         tr = self._slice_tracks(sol_tracks, pos_new)
         keep_n = tr[1]
@@ -483,11 +557,12 @@ class Reconstructor:
                 dm = ok & m
                 dyn_xyz.append(pts[dm].reshape(-1, 3))
                 dyn_rgb.append(rgb[dm].reshape(-1, 3))
-        if st_xyz:  # one fusion per window: the map's sort/merge cost is paid once, not once per frame
-            self._map.insert(np.concatenate(st_xyz), np.concatenate(st_rgb))
         dyn_cloud = (PointCloud(np.concatenate(dyn_xyz).astype(np.float32), np.concatenate(dyn_rgb).astype(np.uint8))
                      if dyn_xyz else PointCloud.empty())
-        return self._map.cloud(), dyn_cloud
+        with self._out_lock:
+            if st_xyz:  # one fusion per window: the map's sort/merge cost is paid once, not once per frame
+                self._map.insert(np.concatenate(st_xyz), np.concatenate(st_rgb))
+            return self._map.cloud(), dyn_cloud
 
     def _invalid_result(self, new: List[PreparedFrame], reason: str) -> WindowResult:
         """Outputs for frames of a failed window: last valid pose, no depth, valid=False; next window re-anchors."""
@@ -513,20 +588,25 @@ class Reconstructor:
     # ------------------------------------------------------------------ queries
     def static_map(self) -> PointCloud:
         """The fused static map (world frame)."""
-        with self._lock:
+        with self._out_lock:
             return self._map.cloud()
 
     def path(self) -> tuple[np.ndarray, np.ndarray]:
         """``(stamps_ns (P,), T_world_cam (P,4,4))`` of the bounded path history."""
-        with self._lock:
+        with self._out_lock:
             return self._path.stamps_ns(), self._path.poses()
 
     def scale_state(self) -> str:
         """Human-readable scale continuity: the spread of recent window-to-window scale ratios."""
-        if not self._scale_ratios:
-            return "initialising"
-        r = np.array(self._scale_ratios)
+        with self._out_lock:
+            if not self._scale_ratios:
+                return "initialising"
+            r = np.array(self._scale_ratios)
         return f"ratio median {np.median(r):.3f}, last {r[-1]:.3f}"
+
+    def _map_size(self) -> int:
+        with self._out_lock:
+            return len(self._map)
 
     def stats(self) -> dict:
         """Counters and timings (see :class:`EngineStats`) plus device, backends, scale state and map size."""
@@ -536,7 +616,7 @@ class Reconstructor:
             "backends": {"flow": self.cfg.flow.backend, "tracker": self.cfg.tracker.backend,
                          "pointmaps": self.cfg.pointmaps.backend},
             "scale_state": self.scale_state(),
-            "map_points": len(self._map),
+            "map_points": self._map_size(),
             "queue": len(self._queue),
         })
         return s
@@ -544,11 +624,19 @@ class Reconstructor:
     # ------------------------------------------------------------------ worker mode
     def start(self, on_result: Callable[[WindowResult], None],
               on_error: Optional[Callable[[BaseException], None]] = None) -> None:
-        """Start the worker thread; results and per-frame errors are delivered through the callbacks."""
+        """Start the worker thread; results and per-frame errors are delivered through the callbacks.
+
+        With ``stream.pipeline`` a second thread solves each window while the worker goes on with the next frames
+        (tracks, eager flow), so frames keep coming in during a solve; results arrive in order, from that thread.
+        """
         if self._worker is not None and self._worker.is_alive():
             raise C4DError("engine worker already running")
         self._on_result, self._on_error = on_result, on_error
         self._stop_requested = False
+        self._pipelined = bool(self.cfg.stream.pipeline)
+        if self._pipelined:
+            self._solver = threading.Thread(target=self._solver_loop, name="c4d-solver", daemon=True)
+            self._solver.start()
         self._worker = threading.Thread(target=self._worker_loop, name="c4d-engine", daemon=True)
         self._worker.start()
 
@@ -588,6 +676,14 @@ class Reconstructor:
         if self._worker.is_alive():
             log.warning("engine worker did not stop within %.1f s", timeout)
         self._worker = None
+        if self._solver is not None:
+            if self._solver_idle.wait(timeout):
+                self._jobs.put(None)
+                self._solver.join(timeout)
+            else:
+                log.warning("engine solver did not finish its window within %.1f s", timeout)
+            self._solver = None
+        self._pipelined = False
 
     def _deliver_error(self, err: BaseException) -> None:
         if self._on_error is not None:
