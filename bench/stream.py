@@ -39,9 +39,8 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120, threads: int = 2,
-        overrides: tuple = (), with_K: bool = True) -> dict:
-    """Run the engine on a synthetic stream and return the figures (see the module docstring)."""
+def _setup(frames: int, width: int, height: int, clip: int, threads: int, overrides: tuple, mode: str):
+    """The rendered clip (``clip`` frames, at most ``frames``) and the engine's configuration."""
     from c4d_core.synthetic import SceneSpec, render_scene
 
     torch.set_num_threads(threads)
@@ -49,7 +48,14 @@ def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120,
     seq = render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=clip, width=width, height=height,
                                  num_movers=2, seed=0))
     cfg = C4DConfig().with_overrides(["runtime.device=cpu", f"stream.width={width}", f"stream.height={height}",
-                                      "stream.mode=offline", *overrides])
+                                      f"stream.mode={mode}", *overrides])
+    return seq, cfg, clip
+
+
+def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120, threads: int = 2,
+        overrides: tuple = (), with_K: bool = True) -> dict:
+    """Run the engine on a synthetic stream and return the figures (see the module docstring)."""
+    seq, cfg, clip = _setup(frames, width, height, clip, threads, overrides, "offline")
     eng = Reconstructor(cfg)
     gt: dict = {}
     est: dict = {}
@@ -98,14 +104,7 @@ def run_live(frames: int = 600, width: int = 320, height: int = 240, clip: int =
     """The worker mode at a camera rate (see the module docstring)."""
     import threading
 
-    from c4d_core.synthetic import SceneSpec, render_scene
-
-    torch.set_num_threads(threads)
-    clip = min(clip, frames)
-    seq = render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=clip, width=width, height=height,
-                                 num_movers=2, seed=0))
-    cfg = C4DConfig().with_overrides(["runtime.device=cpu", f"stream.width={width}", f"stream.height={height}",
-                                      "stream.mode=live", *overrides])
+    seq, cfg, clip = _setup(frames, width, height, clip, threads, overrides, "live")
     eng = Reconstructor(cfg)
     gt: dict = {}
     est: dict = {}

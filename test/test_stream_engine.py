@@ -260,3 +260,22 @@ def test_pipelined_worker_takes_frames_while_a_window_is_solved(seq):
                             tracker=OracleTracker(seq))
     got2 = _worker_results(engine2, seq, list(range(12)) + list(range(0, 12)))
     assert [r.reset for r in got2].count(True) == 2 and all(r.valid for r in got2)
+
+
+def test_reset_from_a_pipelined_result_callback_does_not_deadlock(seq):
+    engine = Reconstructor(_cfg("stream.queue_size=64", "stream.pipeline=true"), processor=OracleProcessor(seq),
+                           tracker=OracleTracker(seq))
+    got = []
+
+    def on_result(r):
+        got.append(r)
+        if len(got) == 1:
+            engine.reset()  # from the solver thread: applied at the worker's next frame
+
+    engine.start(on_result)
+    for i in range(24):
+        engine.submit(Frame(seq.images[i], int(seq.stamps_ns[i]), seq.K))
+        time.sleep(0.005)
+    engine.stop(flush=True, timeout=10)
+    assert engine._worker is None and len(got) >= 2
+    assert engine.stats()["resets"] == 1 and any(r.reset for r in got[1:])

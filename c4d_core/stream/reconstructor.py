@@ -138,6 +138,7 @@ class Reconstructor:
         self._jobs: "queue.Queue[Optional[_WindowJob]]" = queue.Queue(maxsize=1)
         self._solver_idle = threading.Event()
         self._solver_idle.set()
+        self._reset_deferred = False
         self._worker: Optional[threading.Thread] = None
         self._queue: Deque[tuple[Frame, float]] = collections.deque()
         self._cv = threading.Condition()
@@ -170,14 +171,24 @@ class Reconstructor:
         self._tracker.reset()
 
     def reset(self) -> None:
-        """Start a new world: forget every frame, pose, track and map point (the next result has ``reset=True``)."""
+        """Start a new world: forget every frame, pose, track and map point (the next result has ``reset=True``).
+
+        Called from a result callback of a pipelined worker (the solver thread), the reset is applied when the
+        worker takes its next frame (waiting there for the window in flight would wait for itself)."""
+        if threading.current_thread() is self._solver:
+            self._reset_deferred = True
+            return
         with self._lock:
-            with self._cv:
-                self._queue.clear()
-            self._solver_idle.wait()
-            self._reset_state()
-            self._stats.count("resets")
-            log.info("engine reset: a new world starts with the next frame")
+            self._apply_reset()
+
+    def _apply_reset(self) -> None:
+        self._reset_deferred = False
+        with self._cv:
+            self._queue.clear()
+        self._solver_idle.wait()
+        self._reset_state()
+        self._stats.count("resets")
+        log.info("engine reset: a new world starts with the next frame")
 
     # ------------------------------------------------------------------ synchronous API
     def push(self, frame: Frame) -> Optional[WindowResult]:
@@ -189,6 +200,8 @@ class Reconstructor:
 
     def _push(self, frame: Frame, t_in: float, admitted: bool = False) -> Optional[WindowResult]:
         with self._lock:
+            if self._reset_deferred:
+                self._apply_reset()
             self._stats.count("frames_in")
             try:
                 brk = self._check_frame(frame)
@@ -628,6 +641,7 @@ class Reconstructor:
 
         With ``stream.pipeline`` a second thread solves each window while the worker goes on with the next frames
         (tracks, eager flow), so frames keep coming in during a solve; results arrive in order, from that thread.
+        A callback may call :meth:`reset` (applied at the next frame) but not :meth:`stop` or :meth:`flush`.
         """
         if self._worker is not None and self._worker.is_alive():
             raise C4DError("engine worker already running")
