@@ -322,7 +322,7 @@ class Reconstructor:
                 job.tracks = self._tracker.get_tracks([f.index for f in frames])
             except Exception as err:  # reported by the window, like any failure of its front end
                 job.error = err
-            self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+            self._stats.add_stage("tracks_window", (time.perf_counter() - t0) * 1e3)
         self._reported_upto = frames[-1].index + 1
         # slide: keep the overlap for the next window
         self._buf = [] if final else frames[self.cfg.stream.window_stride:]
