@@ -175,6 +175,11 @@ def _area(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return Fnn.interpolate(x, size=(h, w), mode="area")
 
 
+def _K_key(K: Optional[np.ndarray]) -> Optional[tuple]:
+    """Cache key of an intrinsics matrix (None without one)."""
+    return None if K is None else tuple(np.round(np.asarray(K, np.float64).ravel(), 4))
+
+
 class WindowProcessor:
     """Runs the C4D pipeline on one window.
 
@@ -266,7 +271,7 @@ class WindowProcessor:
     def _cache_keys(self, images: np.ndarray, frame_ids: Sequence[int], K: Optional[np.ndarray]) -> list:
         """Per-frame cache keys ``(stream id, image fingerprint)`` (ids restart after a reset, the fingerprint tells
         the frames apart); a new K empties the caches (the pointmaps depend on it)."""
-        kkey = None if K is None else tuple(np.round(np.asarray(K, np.float64).ravel(), 4))
+        kkey = _K_key(K)
         if kkey != self._cache_K:
             self.clear_cache()
             self._cache_K = kkey
@@ -300,6 +305,8 @@ class WindowProcessor:
         p = T - 1
         edges = [(p - st, p) for st in sorted({int(x) for x in pc.strides}) if p - st >= 0]
         with self._flow_lock:
+            if _K_key(K) != self._cache_K and (self._flow_cache or self._pm_cache or len(self._motion_cache)):
+                return 0  # a new K: the window empties the caches itself (not this, possibly another, thread)
             return self._flows_into_cache(images, self._cache_keys(images, frame_ids, K), edges)
 
     def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int]

@@ -156,3 +156,15 @@ def test_eager_flow_gives_the_same_stream_and_leaves_the_window_only_its_last_pa
     assert np.array_equal(p0, p1) and np.array_equal(d0, d1, equal_nan=True)
     assert sum(c1) == sum(c0)  # every pair still computed exactly once (no wasted prefetch)
     assert "flow_prefetch" in st1
+
+
+def test_prefetch_leaves_a_new_K_to_the_window(scene):
+    """prefetch_flow runs on the engine's input thread: with a K other than the cached pairs' it computes nothing
+    and empties nothing (the window, on its own thread, does that)."""
+    proc = WindowProcessor(C4DConfig().with_overrides(["runtime.device=cpu"]))
+    imgs = scene.images[:3]
+    assert proc.prefetch_flow(imgs, [0, 1, 2], scene.K) == 2  # pairs (1, 2) and (0, 2) of strides 1, 2
+    assert proc.prefetch_flow(imgs, [0, 1, 2], scene.K) == 0  # cached
+    K2 = scene.K.copy()
+    K2[0, 0] *= 1.1
+    assert proc.prefetch_flow(imgs, [0, 1, 2], K2) == 0 and len(proc._flow_cache) == 2
