@@ -242,9 +242,10 @@ class Reconstructor:
         if not self.cfg.stream.eager_flow or prefetch is None or len(self._buf) < 2:
             return
         t0 = time.perf_counter()
+        # only the frames the new pairs reach (pair keys are stream ids, not window positions)
+        tail = self._buf[-(max(self.cfg.pointmaps.strides) + 1):]
         try:
-            n = prefetch(np.stack([f.image for f in self._buf]), [f.index for f in self._buf],
-                         _window_K(self._buf))
+            n = prefetch(np.stack([f.image for f in tail]), [f.index for f in tail], _window_K(self._buf))
         except Exception as err:  # noqa: BLE001 - the window itself recomputes and reports
             log.debug("flow prefetch failed (%s); the window computes it", err)
             return
@@ -416,14 +417,11 @@ class Reconstructor:
         self._stats.error(msg)
         return msg
 
-    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame], tracks: Optional[Tracks] = None
-               ) -> WindowResult:
+    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame], tracks: Tracks) -> WindowResult:
         cfg = self.cfg
         images = np.stack([f.image for f in frames])
         K = _window_K(frames)
         indices = [f.index for f in frames]
-        if tracks is None:
-            tracks = self._tracker.get_tracks(indices)
         overlap = [i for i in indices if i in self._world]
         warm = self._warm_start(indices, overlap)
         if not hasattr(self, "_accepts_ids"):
