@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as Fnn
 
+from ..parallel import thread_map
+
 
 def _subsample(stride: int, offset: int = 0) -> tuple:
     """Index of the ``offset``-th (mod ``stride**2``) subset of every ``stride``-th row and column of ``E h w ...``."""
@@ -155,7 +157,7 @@ def blend_weights(uv: torch.Tensor, ok: torch.Tensor, height: int, width: int,
     Gaussian weights over the ``neighbours`` nearest control points of the frame, bandwidth = the mean spacing of
     the control points, plus a constant "zero displacement" weight so pixels far from every control point keep their
     position. Returns ``(index T hw K, weight T hw K)`` (weights 0 where a frame has no control points).
-    ``workers``: threads of the nearest-neighbour queries.
+    ``workers``: threads for the nearest-neighbour queries, one frame per task (the result does not depend on it).
     """
     T, N, _ = uv.shape
     dev = uv.device
@@ -170,21 +172,26 @@ def blend_weights(uv: torch.Tensor, ok: torch.Tensor, height: int, width: int,
     pix_np = pix.detach().cpu().double().numpy()
     uv_np = uv.detach().cpu().double().numpy()
     ok_np = ok.detach().cpu().numpy().astype(bool)
-    for t in range(T):
+    def one_frame(t: int):
         sel = np.flatnonzero(ok_np[t])
         n = int(sel.size)
         if n == 0:
-            continue
+            return None
         kk = min(k, n)
-        # k nearest control points of every pixel (a k-d tree: O(hw log n) instead of the dense hw x n distances)
-        dist, nn_idx = cKDTree(uv_np[t, sel]).query(pix_np, k=kk, workers=workers)
+        # k nearest control points of every pixel (a k-d tree: O(hw log n) instead of the dense hw x n distances;
+        # the query releases the GIL, so frames run side by side on the pool)
+        dist, nn_idx = cKDTree(uv_np[t, sel]).query(pix_np, k=kk)
         dist = dist.reshape(-1, kk)
         nn_idx = nn_idx.reshape(-1, kk)
         bw = math.sqrt(height * width / n)
         g = np.exp(-dist ** 2 / (2 * bw * bw))
-        g0 = math.exp(-2.0)
-        index[t, :, :kk] = torch.as_tensor(sel[nn_idx], dtype=torch.long, device=dev)
-        weight[t, :, :kk] = torch.as_tensor(g / (g.sum(1, keepdims=True) + g0), dtype=uv.dtype, device=dev)
+        return kk, sel[nn_idx], g / (g.sum(1, keepdims=True) + math.exp(-2.0))
+
+    for t, res in enumerate(thread_map(one_frame, range(T), workers)):
+        if res is not None:
+            kk, idx, wt = res
+            index[t, :, :kk] = torch.as_tensor(idx, dtype=torch.long, device=dev)
+            weight[t, :, :kk] = torch.as_tensor(wt, dtype=uv.dtype, device=dev)
     return index, weight
 
 
