@@ -172,6 +172,7 @@ def blend_weights(uv: torch.Tensor, ok: torch.Tensor, height: int, width: int,
     pix_np = pix.detach().cpu().double().numpy()
     uv_np = uv.detach().cpu().double().numpy()
     ok_np = ok.detach().cpu().numpy().astype(bool)
+
     def one_frame(t: int):
         sel = np.flatnonzero(ok_np[t])
         n = int(sel.size)
