@@ -248,6 +248,10 @@ class FlowConfig(_Section):
                                  "smeared across motion boundaries (passes the forward-backward check, belongs to "
                                  "neither side); 0 = off", lo=0.0)
     discontinuity_radius_px: int = _f(2, "box radius of the flow-discontinuity test (pixels)", lo=1, hi=16)
+    track_check_px: float = _f(3.0, "an edge whose consistent flow disagrees with the point tracks by more than this "
+                               "(median over the tracks, pixels at 320 px width) is recomputed from the tracks' "
+                               "displacement (DIS; pairs too far apart for its coarse-to-fine search) or, if it "
+                               "still disagrees, gives no evidence; 0 = off", lo=0.0)
 
 
 @dataclass(frozen=True)

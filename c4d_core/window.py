@@ -31,6 +31,9 @@ from .types import FlowResult, PairwisePointmaps, PointCloud, Tracks, check_shap
 
 log = logging.getLogger(__name__)
 
+# fewer tracks seen in both frames of an edge than this do not judge its flow
+_MIN_CHECK_TRACKS = 16
+
 __all__ = ["WarmStart", "WindowSolution", "WindowProcessor", "solution_point_clouds", "interpolate_track_gaps"]
 
 
@@ -309,8 +312,8 @@ class WindowProcessor:
                 return 0  # a new K: the window empties the caches itself (not this, possibly another, thread)
             return self._flows_into_cache(images, self._cache_keys(images, frame_ids, K), edges)
 
-    def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int]
-                   ) -> tuple[FlowResult, PairwisePointmaps]:
+    def _front_end(self, images: np.ndarray, K: Optional[np.ndarray], frame_ids: Sequence[int],
+                   tracks: Optional[Tracks] = None) -> tuple[FlowResult, PairwisePointmaps]:
         """Flow and pointmaps of the window's pair graph, reusing pairs seen in earlier windows (by frame id)."""
         from .pointmaps.geometric import DeferredPointmaps
 
@@ -322,6 +325,10 @@ class WindowProcessor:
             self._cache_ids = ids
             self._flows_into_cache(images, ids, edges)
             items = [self._flow_cache[(ids[i], ids[j])] for i, j in edges]
+            fixed = self._check_flow(images, edges, items, tracks)
+            for e, item in fixed.items():  # the checked flow replaces the cached one (checked once per pair)
+                items[e] = item
+                self._cache_put(self._flow_cache, (ids[edges[e][0]], ids[edges[e][1]]), item)
         flow = FlowResult(list(edges), np.stack([x[0] for x in items]), np.stack([x[1] for x in items]),
                           np.stack([x[2] for x in items]), np.stack([x[3] for x in items]))
         t_flow = time.perf_counter() - t0
@@ -352,6 +359,68 @@ class WindowProcessor:
                                       np.array([x[5] for x in pm]) if has_f else None)
         self._front_times = (t_flow, time.perf_counter() - t0)
         return flow, pointmaps
+
+    def _check_flow(self, images: np.ndarray, edges: Sequence[tuple], items: Sequence[tuple],
+                    tracks: Optional[Tracks]) -> dict:
+        """Edges whose flow disagrees with the tracks (``flow.track_check_px``), recomputed or disabled.
+
+        ``items``: ``(flow_fwd, flow_bwd, valid_fwd, valid_bwd)`` per edge. A variational flow started from zero
+        does not find displacements much larger than its coarsest pyramid level; what it returns instead can still
+        pass the forward-backward check on part of the frame: a wrong flow that claims to be right. An edge whose
+        consistent flow disagrees with the tracks seen in both frames (median endpoint error above the gate), or
+        that agrees at fewer than half of them, is recomputed from an initial flow interpolated from the tracks
+        (backends that accept one; the better of the two is kept). If its consistent flow still disagrees, the
+        edge gives no evidence (all pixels inconsistent). Returns ``{edge index: new item}``.
+        """
+        from .correspondence.flow import flow_from_tracks, track_flow_agreement
+
+        gate = float(self.cfg.flow.track_check_px)
+        if gate <= 0 or tracks is None or tracks.num_tracks == 0 or not items:
+            return {}
+        H, W = items[0][0].shape[1:]
+        gate *= W / 320.0
+        vis = np.asarray(tracks.visible, bool) & np.isfinite(tracks.xy).all(-1)
+
+        def judge(i, j, item):
+            """(wrong, agreement): the worse direction's median error above the gate, and its agreement."""
+            both = vis[i] & vis[j]
+            if both.sum() < _MIN_CHECK_TRACKS:
+                return False, 1.0
+            res = [track_flow_agreement(item[0], item[2], tracks.xy[i][both], tracks.xy[j][both], gate),
+                   track_flow_agreement(item[1], item[3], tracks.xy[j][both], tracks.xy[i][both], gate)]
+            res = [r for r in res if r[2] >= _MIN_CHECK_TRACKS]
+            if not res:
+                return False, 1.0
+            wrong = any(not (r[0] <= gate) for r in res)  # NaN (nothing consistent) counts as wrong
+            return wrong, min(r[1] for r in res)
+
+        verdict = [judge(i, j, item) for (i, j), item in zip(edges, items)]
+        bad = [e for e, (wrong, agree) in enumerate(verdict) if wrong or agree < 0.5]
+        if not bad:
+            return {}
+        est = self.flow_estimator()
+        out = {}
+        if getattr(est, "supports_initial_flow", False):
+            init = []
+            for e in bad:
+                i, j = edges[e]
+                both = vis[i] & vis[j]
+                init.append((flow_from_tracks(tracks.xy[i][both], tracks.xy[j][both], H, W),
+                             flow_from_tracks(tracks.xy[j][both], tracks.xy[i][both], H, W)))
+            fr = est.estimate(images, [edges[e] for e in bad], init=init)
+            for k, e in enumerate(bad):
+                item = (fr.flow_fwd[k], fr.flow_bwd[k], fr.valid_fwd[k], fr.valid_bwd[k])
+                v = judge(*edges[e], item)
+                if (v[0], -v[1]) < (verdict[e][0], -verdict[e][1]):  # right beats wrong, then more agreement
+                    out[e], verdict[e] = item, v
+        dropped = [e for e in bad if verdict[e][0]]
+        for e in dropped:
+            f, b = out.get(e, items[e])[:2]
+            out[e] = (f, b, np.zeros(f.shape[1:], bool), np.zeros(b.shape[1:], bool))
+        log.info("flow check: %d of %d edges disagreed with the tracks (gate %.1f px): %d recomputed from the "
+                 "tracks, %d give no evidence", len(bad), len(edges), gate, len(set(out) - set(dropped)),
+                 len(dropped))
+        return out
 
     # ------------------------------------------------------------------ front end
     def pair_edges(self, num_frames: int) -> list:
@@ -419,12 +488,19 @@ class WindowProcessor:
         if cached:
             if len(frame_ids) != T:
                 raise InputError(f"frame_ids has {len(frame_ids)} ids for {T} frames")
-            flow, pointmaps = self._front_end(images, K, frame_ids)
+            flow, pointmaps = self._front_end(images, K, frame_ids, tracks)
             timings["flow"], timings["pointmaps"] = self._front_times
         t0 = time.perf_counter()
         if flow is None:
             edges = self.pair_edges(T)
             flow = self.flow_estimator().estimate(images, edges)
+            items = [(flow.flow_fwd[e], flow.flow_bwd[e], flow.valid_fwd[e], flow.valid_bwd[e])
+                     for e in range(len(edges))]
+            fixed = self._check_flow(images, flow.edges, items, tracks)
+            if fixed:
+                for e, item in fixed.items():
+                    items[e] = item
+                flow = FlowResult(list(flow.edges), *[np.stack([x[c] for x in items]) for c in range(4)])
         edges = [tuple(map(int, e)) for e in flow.edges]
         check_shape("flow.flow_fwd", flow.flow_fwd, "E 2 H W", {"H": H, "W": W})
         if not cached:

@@ -183,3 +183,64 @@ def test_dis_epe_on_sintel_pairs(shared_data):
     assert res["clean/easy"]["epe_noc"] < 0.45 and res["final/easy"]["epe_noc"] < 0.45
     assert res["clean/medium"]["epe_noc"] < 1.4
     assert res["clean/mean"]["epe_noc"] <= res["clean/mean"]["epe_all"]
+
+
+def test_dis_initial_flow_reaches_a_displacement_beyond_its_pyramid():
+    img = texture(120, 160, seed=3)
+    images = np.stack([img, shifted(img, 48.0, -20.0)])
+    dis = DISFlow("medium")
+    inner = (slice(25, -25), slice(55, -10))
+
+    def epe(res):
+        return float(np.median(np.hypot(res.flow_fwd[0, 0] - 48.0, res.flow_fwd[0, 1] + 20.0)[inner]))
+
+    assert epe(dis.estimate(images, [(0, 1)])) > 5.0  # from zero DIS does not find the shift
+    init = np.zeros((2, 120, 160), np.float32)
+    init[0], init[1] = 45.0, -18.0  # a few pixels off, as an interpolation of tracks would be
+    res = dis.estimate(images, [(0, 1)], init=[(init, -init)])
+    assert epe(res) < 0.3
+    assert np.median(np.hypot(res.flow_bwd[0, 0] + 48.0, res.flow_bwd[0, 1] - 20.0)[25:-25, 10:-55]) < 0.3
+    with pytest.raises(InputError, match="init has 2 flow pairs for 1 edges"):
+        dis.estimate(images, [(0, 1)], init=[(init, -init)] * 2)
+    with pytest.raises(InputError, match="init flow"):
+        dis.estimate(images, [(0, 1)], init=[(init[:, :60], -init)])
+
+
+def test_flow_from_tracks_interpolates_a_smooth_field():
+    from c4d_core.correspondence.flow import flow_from_tracks
+
+    rng = np.random.default_rng(0)
+    xy_i = rng.uniform([0, 0], [159, 119], (300, 2))
+
+    def field(p):  # an affine displacement of up to ~30 px
+        return np.stack([20.0 + 0.05 * p[..., 0] - 0.03 * p[..., 1], -10.0 + 0.02 * p[..., 0] + 0.04 * p[..., 1]], -1)
+
+    xy_j = xy_i + field(xy_i)
+    xy_i[:5] = np.nan  # lost tracks are ignored
+    dense = flow_from_tracks(xy_i, xy_j, 120, 160)
+    assert dense.shape == (2, 120, 160) and dense.dtype == np.float32
+    ys, xs = np.mgrid[0:120, 0:160]
+    err = np.linalg.norm(np.moveaxis(dense, 0, -1) - field(np.stack([xs, ys], -1).astype(float)), axis=-1)
+    assert np.median(err) < 0.3 and err.max() < 2.0
+    assert not flow_from_tracks(np.full((3, 2), np.nan), np.zeros((3, 2)), 12, 16).any()
+
+
+def test_track_flow_agreement_tells_right_from_wrong_flow():
+    from c4d_core.correspondence.flow import track_flow_agreement
+
+    rng = np.random.default_rng(1)
+    xy_i = rng.uniform([0, 0], [63, 47], (100, 2))
+    xy_j = xy_i + [6.0, -2.0]
+    flow = np.zeros((2, 48, 64), np.float32)
+    flow[0], flow[1] = 6.0, -2.0
+    valid = np.ones((48, 64), bool)
+    med, frac, n = track_flow_agreement(flow, valid, xy_i, xy_j, 1.0)
+    assert med < 1e-5 and frac == 1.0 and n == 100
+    med, frac, n = track_flow_agreement(np.zeros_like(flow), valid, xy_i, xy_j, 1.0)  # consistent but wrong
+    assert med == pytest.approx(np.hypot(6, 2), abs=1e-4) and frac == 0.0
+    valid[:, :32] = False  # inconsistent pixels are not judged, but they do not agree either
+    med, frac, n = track_flow_agreement(flow, valid, xy_i, xy_j, 1.0)
+    assert med < 1e-5 and frac == pytest.approx(np.mean(np.rint(xy_i[:, 0]) >= 32))
+    med, frac, n = track_flow_agreement(flow, np.zeros_like(valid), xy_i, xy_j, 1.0)
+    assert np.isnan(med) and frac == 0.0 and n == 100
+    assert track_flow_agreement(flow, valid, np.full((4, 2), np.nan), xy_j[:4], 1.0)[2] == 0

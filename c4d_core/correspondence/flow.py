@@ -28,7 +28,7 @@ from ..config import FlowConfig
 from ..errors import ConfigError, InputError, ModelLoadError
 from ..models.checkpoint import check_state_dict
 from ..parallel import thread_map
-from ..types import FlowResult
+from ..types import FlowResult, check_shape
 from ._checks import check_edges, check_images
 
 __all__ = [
@@ -37,7 +37,10 @@ __all__ = [
     "RaftFlow",
     "fb_consistency",
     "flow_discontinuity",
+    "flow_from_tracks",
     "load_raft",
+    "sample_flow",
+    "track_flow_agreement",
     "make_flow_estimator",
     "FLOW_BACKENDS",
     "RAFT_FILES",
@@ -122,6 +125,92 @@ def consistency_mask(flow_ij: np.ndarray, flow_ji: np.ndarray, threshold_px: flo
     return ok
 
 
+def sample_flow(flow: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear sample of a flow field.
+
+    Args:
+        flow: ``2 H W`` (dx, dy).
+        uv: ``M 2`` pixel positions (x, y).
+    Returns:
+        ``M 2`` flow vectors (positions are clamped to the image).
+    """
+    _, H, W = flow.shape
+    x = np.clip(uv[:, 0].astype(np.float64), 0, W - 1)
+    y = np.clip(uv[:, 1].astype(np.float64), 0, H - 1)
+    x0 = np.clip(np.floor(x).astype(np.int64), 0, W - 2) if W > 1 else np.zeros_like(x, np.int64)
+    y0 = np.clip(np.floor(y).astype(np.int64), 0, H - 2) if H > 1 else np.zeros_like(y, np.int64)
+    ax = (x - x0)[:, None]
+    ay = (y - y0)[:, None]
+    f = np.moveaxis(flow, 0, -1)
+    x1 = np.minimum(x0 + 1, W - 1)
+    y1 = np.minimum(y0 + 1, H - 1)
+    return ((1 - ax) * (1 - ay) * f[y0, x0] + ax * (1 - ay) * f[y0, x1]
+            + (1 - ax) * ay * f[y1, x0] + ax * ay * f[y1, x1]).astype(np.float32)
+
+
+def track_flow_agreement(flow_ij: np.ndarray, valid_ij: np.ndarray, xy_i: np.ndarray, xy_j: np.ndarray,
+                         tol_px: float) -> tuple[float, float, int]:
+    """How well a flow field agrees with point tracks seen in both frames.
+
+    Args:
+        flow_ij: ``2 H W`` flow i->j; valid_ij: ``H W`` its consistency mask.
+        xy_i, xy_j: ``M 2`` positions of the same tracked points in frames i and j (rows with a non-finite value
+            or outside frame i are ignored).
+        tol_px: endpoint error (pixels) within which a point agrees.
+    Returns:
+        ``(median endpoint error over the points where the flow is consistent (nan when none), fraction of the
+        points where the flow is consistent and within tol_px of the tracks' displacement, number of points)``.
+    """
+    _, H, W = flow_ij.shape
+    xy_i = np.asarray(xy_i, np.float64).reshape(-1, 2)
+    xy_j = np.asarray(xy_j, np.float64).reshape(-1, 2)
+    ok = np.isfinite(xy_i).all(1) & np.isfinite(xy_j).all(1)
+    ok &= (xy_i[:, 0] >= 0) & (xy_i[:, 0] <= W - 1) & (xy_i[:, 1] >= 0) & (xy_i[:, 1] <= H - 1)
+    n = int(ok.sum())
+    if n == 0:
+        return float("nan"), 0.0, 0
+    p, q = xy_i[ok], xy_j[ok]
+    cons = valid_ij[np.rint(p[:, 1]).astype(np.int64), np.rint(p[:, 0]).astype(np.int64)]
+    if not cons.any():
+        return float("nan"), 0.0, n
+    err = np.linalg.norm(sample_flow(flow_ij, p[cons]) - (q[cons] - p[cons]), axis=1)
+    return float(np.median(err)), float(np.count_nonzero(err <= tol_px)) / n, n
+
+
+def flow_from_tracks(xy_i: np.ndarray, xy_j: np.ndarray, height: int, width: int, cell_px: int = 8,
+                     neighbours: int = 4) -> np.ndarray:
+    """A dense flow i->j interpolated from sparse point tracks (an initial flow for a refining backend).
+
+    On a grid of ``cell_px`` cells, each node takes the inverse-distance-weighted displacement ``xy_j - xy_i`` of
+    its ``neighbours`` nearest tracked points (positions in frame i); the grid is upsampled bilinearly.
+
+    Args:
+        xy_i, xy_j: ``M 2`` positions of the tracked points in frames i and j (non-finite rows ignored).
+    Returns:
+        ``2 H W`` float32 flow (zeros without a usable point).
+    """
+    from scipy.spatial import cKDTree
+
+    xy_i = np.asarray(xy_i, np.float64).reshape(-1, 2)
+    xy_j = np.asarray(xy_j, np.float64).reshape(-1, 2)
+    ok = np.isfinite(xy_i).all(1) & np.isfinite(xy_j).all(1)
+    out = np.zeros((2, height, width), np.float32)
+    if not ok.any():
+        return out
+    src, disp = xy_i[ok], xy_j[ok] - xy_i[ok]
+    gh, gw = max(2, -(-height // cell_px) + 1), max(2, -(-width // cell_px) + 1)
+    gy, gx = np.meshgrid(np.linspace(0, height - 1, gh), np.linspace(0, width - 1, gw), indexing="ij")
+    k = min(int(neighbours), len(src))
+    dist, idx = cKDTree(src).query(np.stack([gx.ravel(), gy.ravel()], -1), k=k)
+    dist, idx = dist.reshape(-1, k), idx.reshape(-1, k)
+    w = 1.0 / np.maximum(dist, 1.0) ** 2
+    grid = (w[..., None] * disp[idx]).sum(1) / w.sum(1, keepdims=True)
+    for c in range(2):
+        out[c] = cv2.resize(grid[:, c].reshape(gh, gw).astype(np.float32), (width, height),
+                            interpolation=cv2.INTER_LINEAR)
+    return out
+
+
 def _assemble(edges: list, fwd: list, bwd: list, threshold_px: float, discontinuity_px: float = 0.0,
               radius: int = 2) -> FlowResult:
     valid_f = [consistency_mask(f, b, threshold_px, discontinuity_px, radius) for f, b in zip(fwd, bwd)]
@@ -150,20 +239,36 @@ class DISFlow:
         self.workers = max(1, int(workers))
         self._local = threading.local()  # one DIS object per thread (they keep state between calls)
 
-    def pair(self, grey_i: np.ndarray, grey_j: np.ndarray) -> np.ndarray:
-        """Flow ``2 H W`` float32 from grey ``H W`` uint8 image i to image j."""
+    #: :meth:`estimate` accepts initial flows (refined from their coarsest level instead of from zero)
+    supports_initial_flow = True
+
+    def pair(self, grey_i: np.ndarray, grey_j: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
+        """Flow ``2 H W`` float32 from grey ``H W`` uint8 image i to image j (``init``: ``2 H W`` initial flow)."""
         dis = getattr(self._local, "dis", None)
         if dis is None:
             dis = self._local.dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
-        flow = dis.calc(grey_i, grey_j, None)
+        start = None if init is None else np.ascontiguousarray(np.moveaxis(init, 0, -1), dtype=np.float32)
+        flow = dis.calc(grey_i, grey_j, start)
         return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
 
-    def estimate(self, images: np.ndarray, edges: Sequence[tuple[int, int]]) -> FlowResult:
-        """See :class:`FlowEstimator`: images ``T H W 3`` uint8 -> FlowResult with ``E 2 H W`` flows."""
+    def estimate(self, images: np.ndarray, edges: Sequence[tuple[int, int]],
+                 init: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> FlowResult:
+        """See :class:`FlowEstimator`: images ``T H W 3`` uint8 -> FlowResult with ``E 2 H W`` flows.
+
+        ``init``: optional ``(forward, backward)`` initial flows (``2 H W`` each) per edge, e.g. from
+        :func:`flow_from_tracks` for pairs too far apart for DIS's coarse-to-fine search.
+        """
         images = check_images("images", images)
         edges = check_edges(edges, len(images))
         if not edges:
             raise InputError("edges: no pairs given")
+        H, W = images.shape[1:3]
+        if init is not None:
+            if len(init) != len(edges):
+                raise InputError(f"init has {len(init)} flow pairs for {len(edges)} edges")
+            for fb in init:
+                for f in fb:
+                    check_shape("init flow", f, "2 H W", {"H": H, "W": W})
         grey: dict[int, np.ndarray] = {}
         for i, j in edges:
             for k in (i, j):
@@ -171,8 +276,9 @@ class DISFlow:
                     grey[k] = cv2.cvtColor(images[k], cv2.COLOR_RGB2GRAY)
 
         # one task per direction (a few pairs still fill every worker), then the consistency masks
-        flows = thread_map(lambda ij: self.pair(grey[ij[0]], grey[ij[1]]),
-                           [d for i, j in edges for d in ((i, j), (j, i))], self.workers)
+        starts = [None] * (2 * len(edges)) if init is None else [f for fb in init for f in fb]
+        flows = thread_map(lambda k: self.pair(grey[edges[k // 2][k % 2]], grey[edges[k // 2][1 - k % 2]],
+                                               starts[k]), range(2 * len(edges)), self.workers)
         fwd, bwd = flows[0::2], flows[1::2]
         d, r = self.discontinuity_px, self.discontinuity_radius
         valid = thread_map(lambda k: consistency_mask(*((fwd[k], bwd[k]) if k < len(edges) else

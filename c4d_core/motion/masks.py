@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..config import MotionConfig
+from ..correspondence.flow import sample_flow
 from ..errors import InputError
 from ..parallel import thread_map
 from ..types import FlowResult, Tracks, check_shape
@@ -45,29 +46,6 @@ _MIN_ADAPTIVE_SAMPLES = 100
 def sampson_threshold_px(cfg: MotionConfig, width: int) -> float:
     """The Sampson-distance threshold in pixels at image width ``width`` (config value is at 320 px)."""
     return float(cfg.sampson_threshold_px) * float(width) / _REFERENCE_WIDTH
-
-
-def sample_flow(flow: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear sample of a flow field.
-
-    Args:
-        flow: ``2 H W`` (dx, dy).
-        uv: ``M 2`` pixel positions (x, y).
-    Returns:
-        ``M 2`` flow vectors (positions are clamped to the image).
-    """
-    _, H, W = flow.shape
-    x = np.clip(uv[:, 0].astype(np.float64), 0, W - 1)
-    y = np.clip(uv[:, 1].astype(np.float64), 0, H - 1)
-    x0 = np.clip(np.floor(x).astype(np.int64), 0, W - 2) if W > 1 else np.zeros_like(x, np.int64)
-    y0 = np.clip(np.floor(y).astype(np.int64), 0, H - 2) if H > 1 else np.zeros_like(y, np.int64)
-    ax = (x - x0)[:, None]
-    ay = (y - y0)[:, None]
-    f = np.moveaxis(flow, 0, -1)
-    x1 = np.minimum(x0 + 1, W - 1)
-    y1 = np.minimum(y0 + 1, H - 1)
-    return ((1 - ax) * (1 - ay) * f[y0, x0] + ax * (1 - ay) * f[y0, x1]
-            + (1 - ax) * ay * f[y1, x0] + ax * ay * f[y1, x1]).astype(np.float32)
 
 
 def sampson_distance(F: np.ndarray, uv_i: np.ndarray, uv_j: np.ndarray) -> np.ndarray:
