@@ -73,15 +73,15 @@ def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120,
         res = eng.push(Frame(image=seq.images[c], stamp_ns=stamp, K=seq.K if with_K else None))
         if res is not None:
             lat.append((time.perf_counter() - t0) * 1e3)
-            for s, T in zip(res.stamps_ns, res.T_world_cam):
-                if res.valid:
-                    est[s] = T
+            if res.valid:
+                est.update(zip(res.stamps_ns, res.T_world_cam))
+                est.update(zip(res.tracked_stamps_ns, res.tracked_T_world_cam))
         if k + 1 in (500, 1000, 2000) or k + 1 == frames:
             rss[str(k + 1)] = _rss_mb()
     res = eng.flush()
     if res is not None and res.valid:
-        for s, T in zip(res.stamps_ns, res.T_world_cam):
-            est[s] = T
+        est.update(zip(res.stamps_ns, res.T_world_cam))
+        est.update(zip(res.tracked_stamps_ns, res.tracked_T_world_cam))
     wall = time.perf_counter() - t_start
     keys = sorted(est)
     c_gt = np.stack([gt[s][:3, 3] for s in keys])
@@ -93,6 +93,9 @@ def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120,
             "processed_fps": frames / wall, "wall_s": wall,
             "window_latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
             "window_latency_ms_p95": float(np.percentile(lat, 95)) if lat else None,
+            "keyframe_every": cfg.stream.keyframe_every, "keyframes": st.get("frames_processed"),
+            "keyframes_per_s": (st.get("frames_processed") or 0) / wall,
+            "frames_tracked": st.get("frames_tracked"), "frames_interpolated": st.get("frames_interpolated"),
             "frames_with_pose": len(keys), "ate": ate, "path_length": length,
             "ate_over_path_length": ate / max(length, 1e-12), "rss_mb": rss,
             "windows_failed": st.get("counters", {}).get("windows_failed", st.get("windows_failed")),
@@ -115,6 +118,7 @@ def run_live(frames: int = 600, width: int = 320, height: int = 240, clip: int =
         if res.valid:
             with lock:
                 est.update(zip(res.stamps_ns, res.T_world_cam))
+                est.update(zip(res.tracked_stamps_ns, res.tracked_T_world_cam))
 
     eng.start(on_result, errors.append)
     dt_ns = int(1e9 / rate_hz)
@@ -136,7 +140,9 @@ def run_live(frames: int = 600, width: int = 320, height: int = 240, clip: int =
     keys = sorted(est)
     out = {"frames_submitted": frames, "rate_hz": rate_hz, "input_s": t_input, "wall_s": wall, "width": width,
            "height": height, "threads": threads, "frames_with_pose": len(keys),
-           "processed_fps": st["frames_processed"] / wall, "dropped": st["dropped"],
+           "processed_fps": st["frames_processed"] / wall, "posed_fps": len(est) / wall,
+           "frames_tracked": st["frames_tracked"], "frames_interpolated": st["frames_interpolated"],
+           "dropped": st["dropped"],
            "skipped": st["frames_skipped"], "latency_ms_p50": st["latency_ms_p50"],
            "latency_ms_p95": st["latency_ms_p95"], "windows_failed": st["windows_failed"],
            "errors": len(errors), "engine_stats": st}

@@ -210,6 +210,10 @@ class StreamConfig(_Section):
                    choices=("live", "offline"))
     every_nth: int = _f(1, "live mode: keep every n-th incoming frame", lo=1)
     target_rate_hz: float = _f(0.0, "live mode: keep at most this many frames per second (0 = no limit)", lo=0.0)
+    keyframe_every: int = _f(1, "only every n-th kept frame goes into the windows (a keyframe); the frames between "
+                                "are tracked and get a pose by PnP against the window's static 3D tracks (TF, "
+                                "odometry, path, trajectory) but no depth, masks or clouds: camera-rate poses at "
+                                "~1/n of the reconstruction cost. 1 = every frame is a keyframe", lo=1, hi=16)
     skip_static_px: float = _f(0.0, "skip a frame whose mean displacement to the last kept frame is below this "
                                     "many pixels (camera standing still; 0 = keep all)", lo=0.0)
     queue_size: int = _f(4, "worker mode: bounded input queue length (oldest frame dropped when full)", lo=1)

@@ -207,6 +207,10 @@ class WindowResult:
         valid: False when the window's optimisation failed (outputs are best-effort / empty).
         reset: True when the world was re-initialised before this window (consumers clear their state).
         info: free-form diagnostics (losses, timings, scale ratio).
+        tracked_stamps_ns: ``B`` stamps of the frames between keyframes reported with this window
+            (``stream.keyframe_every > 1``), in order; they have a pose only.
+        tracked_T_world_cam: ``B 4 4`` float64 poses of those frames (PnP on the tracks, or interpolated between the
+            keyframes where PnP fails: ``info["tracked_interpolated"]`` counts them).
     """
 
     window_index: int
@@ -225,8 +229,14 @@ class WindowResult:
     valid: bool = True
     reset: bool = False
     info: dict = field(default_factory=dict)
+    tracked_stamps_ns: Sequence[int] = ()
+    tracked_T_world_cam: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
+        if self.tracked_T_world_cam is None:
+            self.tracked_T_world_cam = np.zeros((len(self.tracked_stamps_ns), 4, 4))
+        check_shape("WindowResult.tracked_T_world_cam", self.tracked_T_world_cam, "B 4 4",
+                    {"B": len(self.tracked_stamps_ns)})
         s = {"T": len(self.stamps_ns)}
         check_shape("WindowResult.T_world_cam", self.T_world_cam, "T 4 4", s)
         check_shape("WindowResult.K", self.K, "T 3 3", s)

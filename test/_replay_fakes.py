@@ -18,6 +18,7 @@ class GTTracker:
     def __init__(self, seq, width, height):
         self.seq, self.W, self.H = seq, width, height
         self.last = []
+        self.calls = []  # every get_tracks request (the window's and, with keyframes, its tracked frames')
 
     def add_frame(self, index, image):
         pass
@@ -27,6 +28,7 @@ class GTTracker:
 
     def get_tracks(self, indices):
         self.last = list(indices)
+        self.calls = self.calls[-3:] + [self.last]
         tr = self.seq.tracks
         sx, sy = self.W / self.seq.width, self.H / self.seq.height
         xy = tr.xy[self.last].astype(np.float64)
@@ -45,7 +47,7 @@ class GTProcessor:
         self.seq, self.tracker, self.W, self.H = seq, tracker, width, height
 
     def process(self, images, K, tracks, warm_start=None):
-        idx = self.tracker.last
+        idx = [c for c in self.tracker.calls if len(c) == len(images)][-1]  # the window's own request
         seq = self.seq
         T0inv = np.linalg.inv(seq.T_world_cam[idx[0]])
         T = np.stack([T0inv @ seq.T_world_cam[i] for i in idx])

@@ -310,3 +310,27 @@ def test_output_assembler_body_axes(msgs, ts):
     Marker = msgs.cls("visualization_msgs/msg/Marker")
     assert out3["tracks"].markers[0].action == Marker.DELETEALL
     assert len(out3["path"].poses) == 1
+
+
+def test_output_assembler_publishes_poses_of_tracked_frames_between_keyframes(msgs, ts):
+    import dataclasses
+
+    win = _window([10, 30])
+    T_mid = np.eye(4)
+    T_mid[2, 3] = 0.05
+    win = dataclasses.replace(win, tracked_stamps_ns=[20], tracked_T_world_cam=T_mid[None])
+    asm = cv.OutputAssembler(msgs, cv.OutputOptions(base_frame="camera_optical_frame"))
+    out = asm.assemble(win)
+    for _, msg in out:
+        roundtrip(ts, msg)
+    tf = dict(out)["tf"]
+    assert [cv.stamp_to_ns(t.header.stamp) for t in tf.transforms] == [10, 20, 30]
+    np.testing.assert_allclose(cv.transform_to_matrix(tf.transforms[1].transform)[:3, 3], [0.05, 0, 0], atol=1e-12)
+    odo = [m for t, m in out if t == "odometry"]
+    assert [cv.stamp_to_ns(m.header.stamp) for m in odo] == [10, 20, 30]
+    assert len(dict(out)["path"].poses) == 3
+    # depth, masks and camera info only for the keyframes
+    assert [cv.stamp_to_ns(m.header.stamp) for t, m in out if t == "depth"] == [10, 30]
+    assert sum(t == "motion_mask" for t, _ in out) == 2
+    with pytest.raises(Exception, match="tracked_T_world_cam"):
+        dataclasses.replace(win, tracked_stamps_ns=[20, 25], tracked_T_world_cam=T_mid[None])

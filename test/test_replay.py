@@ -200,3 +200,19 @@ def test_scale_uv_matches_scale_K():
     K2 = scale_K(K, 1.5, 1.5)
     uv2 = (P @ K2.T)[:, :2] / P[:, 2:]
     assert np.allclose(rp.scale_uv(uv, 1.5, 1.5), uv2)
+
+
+def test_keyframes_every_second_frame_trajectory_has_every_frame(bag, scene, tmp_path):
+    opts = rp.ReplayOptions(input=str(bag), out=str(tmp_path), overrides=SETS + ("stream.keyframe_every=2",),
+                            progress=False)
+    summary = rp.replay(opts, engine_factory=gt_engine_factory(scene))
+    assert summary["completed"]
+    t, xyz, _ = _read_tum_like_evo(tmp_path / "trajectory.tum")
+    np.testing.assert_array_equal(np.round(t * 1e9).astype(np.int64), scene.stamps_ns)
+    T0inv = np.linalg.inv(scene.T_world_cam[0])
+    gt_xyz = np.stack([(T0inv @ T)[:3, 3] for T in scene.T_world_cam])
+    assert np.abs(xyz - gt_xyz).max() < 1e-3  # frames between keyframes: PnP on the (exact) tracks
+    # depth and masks for the keyframes only (every second frame, and the last one, promoted at the end)
+    keys = sorted(int(p.stem) for p in (tmp_path / "depth").glob("*.npy"))
+    assert keys == [int(s) for s in scene.stamps_ns[0::2]] + [int(scene.stamps_ns[-1])]
+    assert len(list((tmp_path / "masks").glob("*.png"))) == len(keys)

@@ -279,3 +279,46 @@ def test_reset_from_a_pipelined_result_callback_does_not_deadlock(seq):
     engine.stop(flush=True, timeout=10)
     assert engine._worker is None and len(got) >= 2
     assert engine.stats()["resets"] == 1 and any(r.reset for r in got[1:])
+
+
+def test_keyframes_only_in_windows_frames_between_posed_by_pnp(seq):
+    """stream.keyframe_every=2: every other frame goes into the windows, the others are posed from the tracks; every
+    stamp is reported exactly once, in order, and the tracked poses match the ground truth like the keyframes."""
+    eng = _engine(seq, "stream.keyframe_every=2")
+    results = _run(eng, seq)
+    keys = [s for r in results for s in r.stamps_ns]
+    tracked = [s for r in results for s in r.tracked_stamps_ns]
+    stamps = [int(s) for s in seq.stamps_ns]
+    # frame 39 is the last one: promoted to a keyframe at the flush (no keyframe after it to pose it against)
+    assert keys == stamps[0::2] + [stamps[39]] and tracked == stamps[1:39:2]
+    assert sorted(keys + tracked) == stamps
+    assert all(r.valid and r.info["tracked_interpolated"] == 0 for r in results if len(r.tracked_stamps_ns))
+    st = eng.stats()
+    assert st["frames_processed"] == 21 and st["frames_tracked"] == 19 and st["frames_interpolated"] == 0
+    # one similarity (the first window's scale) maps every pose onto the ground truth
+    pose = {s: T for r in results for s, T in zip(list(r.stamps_ns) + list(r.tracked_stamps_ns),
+                                                     np.concatenate([r.T_world_cam, r.tracked_T_world_cam]))}
+    T = np.stack([pose[s] for s in stamps])
+    rel = np.linalg.inv(seq.T_world_cam[0]) @ seq.T_world_cam
+    scale = np.linalg.norm(T[2, :3, 3]) / np.linalg.norm(rel[2, :3, 3])
+    np.testing.assert_allclose(T[:, :3, :3], rel[:, :3, :3], atol=1e-4)
+    np.testing.assert_allclose(T[:, :3, 3], rel[:, :3, 3] * scale, atol=1e-4 * scale)
+    # the path history holds every posed frame in stamp order
+    assert list(eng.path()[0]) == stamps
+
+
+def test_frames_between_keyframes_of_a_failed_window_are_reported_invalid(seq):
+    results = _run(_engine(seq, "stream.keyframe_every=2", fail_windows=(1,)), seq)
+    bad = [r for r in results if not r.valid]
+    assert len(bad) == 1 and len(bad[0].tracked_stamps_ns) > 0
+    np.testing.assert_allclose(bad[0].tracked_T_world_cam, bad[0].T_world_cam[:1].repeat(
+        len(bad[0].tracked_stamps_ns), 0))
+    assert sorted(s for r in results for s in list(r.stamps_ns) + list(r.tracked_stamps_ns)) == \
+        [int(s) for s in seq.stamps_ns]
+
+
+def test_keyframe_span_beyond_the_tracker_history_is_a_config_error(seq):
+    from c4d_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tracker.history_frames"):
+        _engine(seq, "stream.keyframe_every=10")

@@ -34,12 +34,13 @@ import numpy as np
 
 from ..config import C4DConfig
 from ..device import resolve_device
-from ..errors import C4DError, InputError, OptimizationError
+from ..errors import C4DError, ConfigError, InputError, OptimizationError
 from ..types import Frame, PointCloud, Tracks, WindowResult
 from .chaining import Sim3, align_window_to_world, apply_sim3_to_poses
 from .frames import FrameSelector, PreparedFrame, check_not_degenerate, prepare_frame
 from .map import PathHistory, StaticMap
 from .stats import EngineStats
+from .tracked import interpolate_pose, pose_from_tracks, static_track_points
 
 __all__ = ["Reconstructor", "WorldFrameState"]
 
@@ -57,6 +58,8 @@ class _WindowJob:
     tracks: Optional[Tracks] = None
     keep: set = field(default_factory=set)
     error: Optional[BaseException] = None
+    between: list = field(default_factory=list)  # (index, stamp_ns) of the tracked frames reported with it
+    between_tracks: Optional[Tracks] = None
 
 
 @dataclass
@@ -124,6 +127,12 @@ class Reconstructor:
             from ..correspondence import make_point_tracker
 
             tracker = make_point_tracker(self.cfg.tracker, self.device, seed=self.cfg.runtime.seed)
+        sc = self.cfg.stream
+        span = (sc.window_size - 1) * sc.keyframe_every + 1
+        if sc.keyframe_every > 1 and span > self.cfg.tracker.history_frames:
+            raise ConfigError(f"stream.keyframe_every={sc.keyframe_every}: a window of {sc.window_size} keyframes "
+                              f"spans {span} frames, more than tracker.history_frames="
+                              f"{self.cfg.tracker.history_frames}")
         self._processor = processor
         self._tracker = tracker
         self._selector = FrameSelector(self.cfg.stream)
@@ -164,6 +173,7 @@ class Reconstructor:
         self._pending_reset = True
         self._track_mobility: Dict[int, float] = {}  # track id -> track-level mobility in the last window
         self._scale_ratios: Deque[float] = collections.deque(maxlen=64)
+        self._clear_between()
         self._selector.reset()
         with self._out_lock:
             self._map.clear()
@@ -221,11 +231,19 @@ class Reconstructor:
                 pf.K = self._K_last
             self._next_index += 1
             self._last_stamp = frame.stamp_ns
-            self._buf.append(pf)
-            self._push_time[pf.index] = t_in
+            self._key_count += 1
+            key = (self._key_count - 1) % self.cfg.stream.keyframe_every == 0
+            if key:
+                self._buf.append(pf)
+                self._push_time[pf.index] = t_in
             t0 = time.perf_counter()
             self._tracker.add_frame(pf.index, pf.image)
             self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+            if not key:  # tracked only: posed when the window around it is solved
+                self._between.append((pf.index, pf.stamp_ns))
+                self._last_between = pf
+                return flushed
+            self._last_between = None
             self._prefetch_flow()
             if len(self._buf) >= self.cfg.stream.window_size:  # never right after a break (1 frame buffered)
                 if self._pipelined:
@@ -256,6 +274,7 @@ class Reconstructor:
         """Finish the last partial window at the end of a stream (None when every frame was reported)."""
         with self._lock:
             self._solver_idle.wait()
+            self._promote_last_between()
             if not self._buf or self._buf[-1].index < self._reported_upto:
                 return None
             return self._run_window(final=True)
@@ -290,6 +309,7 @@ class Reconstructor:
         """Report the buffered, not yet reported frames as a final window, then start a new world or segment."""
         flushed = None
         self._solver_idle.wait()
+        self._promote_last_between()
         if self._buf and self._buf[-1].index >= self._reported_upto:
             flushed = self._run_window(final=True)
             flushed.info["stream_break"] = kind
@@ -306,7 +326,20 @@ class Reconstructor:
         self._world.clear()
         self._segment_start = True
         self._reported_upto = self._next_index
+        self._clear_between()
         self._tracker.reset()
+
+    def _clear_between(self) -> None:
+        self._between: List[tuple[int, int]] = []  # (index, stamp_ns) of tracked frames not reported yet
+        self._last_between: Optional[PreparedFrame] = None  # the newest one (promoted to a keyframe at a flush)
+        self._key_count = 0  # kept frames since the segment started (every keyframe_every-th is a keyframe)
+
+    def _promote_last_between(self) -> None:
+        """At the end of a stream: the newest tracked frame becomes a keyframe (none is left after the last one)."""
+        if self._between and self._last_between is not None and self._last_between.index == self._between[-1][0]:
+            self._between.pop()
+            self._buf.append(self._last_between)
+        self._last_between = None
 
     # ------------------------------------------------------------------ one window
     def _run_window(self, final: bool = False) -> WindowResult:
@@ -317,12 +350,20 @@ class Reconstructor:
         frames = list(self._buf)
         new = [f for f in frames if f.index >= self._reported_upto]
         job = _WindowJob(frames=frames, new=new, t_start=time.perf_counter())
+        last = frames[-1].index
+        job.between = [b for b in self._between if final or b[0] < last]
+        self._between = [b for b in self._between if not (final or b[0] < last)]
         if len(frames) >= 2:
             t0 = time.perf_counter()
             try:
                 job.tracks = self._tracker.get_tracks([f.index for f in frames])
             except Exception as err:  # reported by the window, like any failure of its front end
                 job.error = err
+            if job.between:
+                try:
+                    job.between_tracks = self._tracker.get_tracks([b[0] for b in job.between])
+                except Exception as err:  # noqa: BLE001 - those frames get interpolated poses
+                    log.warning("tracks of the frames between keyframes unavailable (%s): interpolated poses", err)
             self._stats.add_stage("tracks_window", (time.perf_counter() - t0) * 1e3)
         self._reported_upto = frames[-1].index + 1
         # slide: keep the overlap for the next window
@@ -335,25 +376,25 @@ class Reconstructor:
         frames, new = job.frames, job.new
         t_start = job.t_start
         if len(frames) < 2:
-            result = self._invalid_result(new, "a window needs at least two frames")
+            result = self._invalid_result(new, "a window needs at least two frames", job.between)
         else:
             try:
                 if job.error is not None:
                     raise job.error
-                result = self._solve(frames, new, job.tracks)
+                result = self._solve(frames, new, job.tracks, job.between, job.between_tracks)
             except OptimizationError as err:
                 log.warning("window %d failed (%s); outputs marked invalid, next window re-initialises",
                             self._window_index, err)
                 self._stats.count("windows_failed")
                 self._stats.error(str(err))
-                result = self._invalid_result(new, str(err))
+                result = self._invalid_result(new, str(err), job.between)
             except C4DError as err:
                 log.warning("window %d could not be processed: %s", self._window_index, err)
                 self._stats.count("windows_failed")
                 self._stats.error(str(err))
-                result = self._invalid_result(new, str(err))
+                result = self._invalid_result(new, str(err), job.between)
             except Exception as err:  # out of memory, OpenCV / LAPACK errors ...: the stream must go on
-                result = self._invalid_result(new, self._unexpected_window_error(err))
+                result = self._invalid_result(new, self._unexpected_window_error(err), job.between)
         self._window_index += 1
         for idx in list(self._world):
             if idx not in job.keep:
@@ -417,7 +458,8 @@ class Reconstructor:
         self._stats.error(msg)
         return msg
 
-    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame], tracks: Tracks) -> WindowResult:
+    def _solve(self, frames: List[PreparedFrame], new: List[PreparedFrame], tracks: Tracks,
+               between: Optional[list] = None, between_tracks: Optional[Tracks] = None) -> WindowResult:
         cfg = self.cfg
         images = np.stack([f.image for f in frames])
         K = _window_K(frames)
@@ -484,9 +526,14 @@ class Reconstructor:
         t0 = time.perf_counter()
         static_cloud, dynamic_cloud = self._fuse(images, T_world, K_sol, depth_w, conf, dyn, pos_new)
         self._stats.add_stage("fusion", (time.perf_counter() - t0) * 1e3)
+        between = list(between or [])
+        T_between = self._pose_between(between, between_tracks, sol.tracks, xyz_tracks_w, frames, T_world, K_sol,
+                                       info)
         with self._out_lock:
-            for p, f in zip(pos_new, new):
-                self._path.append(f.stamp_ns, T_world[p])
+            posed = [(f.stamp_ns, T_world[p]) for p, f in zip(pos_new, new)]
+            posed += [(b[1], T) for b, T in zip(between, T_between)]
+            for stamp, T in sorted(posed, key=lambda x: x[0]):
+                self._path.append(stamp, T)
         sol_tracks: Tracks = sol.tracks
         tr = self._slice_tracks(sol_tracks, pos_new)
         keep_n = tr[1]
@@ -509,7 +556,40 @@ class Reconstructor:
             valid=True,
             reset=reset_flag,
             info=info,
+            tracked_stamps_ns=[b[1] for b in between],
+            tracked_T_world_cam=T_between,
         )
+
+    def _pose_between(self, between: list, tracks: Optional[Tracks], sol_tracks: Tracks, xyz_world: np.ndarray,
+                      frames: List[PreparedFrame], T_world: np.ndarray, K: np.ndarray, info: dict) -> np.ndarray:
+        """``B 4 4`` world poses of the tracked frames ``between`` (see :mod:`c4d_core.stream.tracked`)."""
+        if not between:
+            return np.zeros((0, 4, 4))
+        t0 = time.perf_counter()
+        ids, xyz = static_track_points(sol_tracks, xyz_world, self.cfg.motion.mobility_threshold)
+        stamps = np.array([f.stamp_ns for f in frames], np.int64)
+        thr = 2.0 * self.cfg.stream.width / 320.0
+        out = np.zeros((len(between), 4, 4))
+        n_pnp = 0
+        for k, (_, stamp) in enumerate(between):
+            j = int(np.clip(np.searchsorted(stamps, stamp), 1, len(stamps) - 1))
+            guess = interpolate_pose(stamp, stamps[j - 1], T_world[j - 1], stamps[j], T_world[j])
+            step = float(np.linalg.norm(T_world[j][:3, 3] - T_world[j - 1][:3, 3]))
+            near = j if abs(stamps[j] - stamp) < abs(stamp - stamps[j - 1]) else j - 1
+            d = np.linalg.norm(xyz - T_world[near][:3, 3], axis=1) if len(xyz) else np.ones(1)
+            max_off = max(step, 0.01 * float(np.median(d)))
+            if tracks is None:
+                out[k] = guess
+                continue
+            out[k], ok, _ = pose_from_tracks(tracks.ids, tracks.xy[k], tracks.visible[k], ids, xyz, K[near], guess,
+                                             max_off, thr)
+            n_pnp += int(ok)
+        info["tracked_pnp"] = n_pnp
+        info["tracked_interpolated"] = len(between) - n_pnp
+        self._stats.count("frames_tracked", n_pnp)
+        self._stats.count("frames_interpolated", len(between) - n_pnp)
+        self._stats.add_stage("tracked_poses", (time.perf_counter() - t0) * 1e3)
+        return out
 
     def _warm_start(self, indices: List[int], overlap: List[int]) -> Any:
         if not overlap or self._segment_start:
@@ -575,7 +655,7 @@ class Reconstructor:
                 self._map.insert(np.concatenate(st_xyz), np.concatenate(st_rgb))
             return self._map.cloud(), dyn_cloud
 
-    def _invalid_result(self, new: List[PreparedFrame], reason: str) -> WindowResult:
+    def _invalid_result(self, new: List[PreparedFrame], reason: str, between: Optional[list] = None) -> WindowResult:
         """Outputs for frames of a failed window: last valid pose, no depth, valid=False; next window re-anchors."""
         self._segment_start = True
         self._world.clear()
@@ -593,7 +673,8 @@ class Reconstructor:
             images=np.stack([f.image for f in new]) if new else np.zeros((0, H, W, 3), np.uint8),
             tracks=Tracks.empty(T), tracks_xyz_world=np.zeros((T, 0, 3), np.float32),
             static_cloud=None, dynamic_cloud=None, input_size=new[-1].input_size if new else (0, 0),
-            valid=False, reset=False,
+            valid=False, reset=False, tracked_stamps_ns=[b[1] for b in (between or [])],
+            tracked_T_world_cam=np.repeat(pose[None], len(between or []), 0),
             info={"error": reason, "_push_times": [self._push_time.get(f.index, time.perf_counter()) for f in new]})
 
     # ------------------------------------------------------------------ queries

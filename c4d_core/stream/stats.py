@@ -39,6 +39,8 @@ class EngineStats:
             self.frames_processed = 0
             self.frames_skipped = 0
             self.frames_rejected = 0
+            self.frames_tracked = 0  # between keyframes, posed by PnP
+            self.frames_interpolated = 0  # between keyframes, pose interpolated (PnP failed)
             self.dropped = 0
             self.windows = 0
             self.windows_failed = 0
@@ -86,6 +88,8 @@ class EngineStats:
                 "frames_processed": self.frames_processed,
                 "frames_skipped": self.frames_skipped,
                 "frames_rejected": self.frames_rejected,
+                "frames_tracked": self.frames_tracked,
+                "frames_interpolated": self.frames_interpolated,
                 "dropped": self.dropped,
                 "windows": self.windows,
                 "windows_failed": self.windows_failed,
