@@ -296,8 +296,10 @@ def test_keyframes_only_in_windows_frames_between_posed_by_pnp(seq):
     st = eng.stats()
     assert st["frames_processed"] == 21 and st["frames_tracked"] == 19 and st["frames_interpolated"] == 0
     # one similarity (the first window's scale) maps every pose onto the ground truth
-    pose = {s: T for r in results for s, T in zip(list(r.stamps_ns) + list(r.tracked_stamps_ns),
-                                                     np.concatenate([r.T_world_cam, r.tracked_T_world_cam]))}
+    pose = {}
+    for r in results:
+        pose.update(zip(r.stamps_ns, r.T_world_cam))
+        pose.update(zip(r.tracked_stamps_ns, r.tracked_T_world_cam))
     T = np.stack([pose[s] for s in stamps])
     rel = np.linalg.inv(seq.T_world_cam[0]) @ seq.T_world_cam
     scale = np.linalg.norm(T[2, :3, 3]) / np.linalg.norm(rel[2, :3, 3])

@@ -10,7 +10,6 @@ Marquardt refinement, checked against the pose interpolated between its two keyf
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import cv2
 import numpy as np
