@@ -197,8 +197,10 @@ def test_live_worker_selects_frames_before_the_queue(seq):
     stats = engine.stats()
     assert all(accepted) and stats["dropped"] == 0
     assert stats["frames_skipped"] == 40 - len(range(0, 40, 3))  # decided at submit time
-    reported = [s for r in got for s in r.stamps_ns]
+    reported = sorted(s for r in got for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
     assert reported == [int(seq.stamps_ns[i]) for i in range(0, 40, 3)]
+    # live mode: every third kept frame is a keyframe (stream.keyframe_every=0, auto), the others are tracked
+    assert [s for r in got for s in r.stamps_ns][:3] == [int(seq.stamps_ns[i]) for i in (0, 9, 18)]
 
 
 def test_live_admission_restarts_on_stamps_going_backwards(seq):

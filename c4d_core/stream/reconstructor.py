@@ -128,9 +128,9 @@ class Reconstructor:
 
             tracker = make_point_tracker(self.cfg.tracker, self.device, seed=self.cfg.runtime.seed)
         sc = self.cfg.stream
-        span = (sc.window_size - 1) * sc.keyframe_every + 1
-        if sc.keyframe_every > 1 and span > self.cfg.tracker.history_frames:
-            raise ConfigError(f"stream.keyframe_every={sc.keyframe_every}: a window of {sc.window_size} keyframes "
+        span = (sc.window_size - 1) * sc.keyframe_step + 1
+        if sc.keyframe_step > 1 and span > self.cfg.tracker.history_frames:
+            raise ConfigError(f"stream.keyframe_every={sc.keyframe_step}: a window of {sc.window_size} keyframes "
                               f"spans {span} frames, more than tracker.history_frames="
                               f"{self.cfg.tracker.history_frames}")
         self._processor = processor
@@ -232,7 +232,7 @@ class Reconstructor:
             self._next_index += 1
             self._last_stamp = frame.stamp_ns
             self._key_count += 1
-            key = (self._key_count - 1) % self.cfg.stream.keyframe_every == 0
+            key = (self._key_count - 1) % self.cfg.stream.keyframe_step == 0
             if key:
                 self._buf.append(pf)
                 self._push_time[pf.index] = t_in

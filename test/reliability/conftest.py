@@ -62,7 +62,8 @@ class StreamLog:
         return [s for r in self.results for s in r.stamps_ns]
 
     def valid_stamps(self) -> List[int]:
-        return [s for r in self.results if r.valid for s in r.stamps_ns]
+        """Stamps with a valid pose, in order (keyframes and, with stream.keyframe_every > 1, the tracked frames)."""
+        return sorted(int(s) for r in self.results if r.valid for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
 
     def check_outputs_finite(self) -> None:
         """No NaN/Inf where the contract forbids it: poses, K, clouds; depth is finite or NaN (= invalid)."""
