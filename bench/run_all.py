@@ -1,6 +1,7 @@
 """The benchmark suite: per-stage ms per frame, end-to-end processed frames/s and latency, resident memory for the
-default CPU configuration at 320x240 and 640x480, the solver comparison (reference vs fast schedule on one window),
-and the DUSt3R backends only when CUDA is present.
+default CPU configuration at 320x240 and 640x480 (every frame a keyframe, and every third:
+``stream.keyframe_every``), the solver comparison (reference vs fast schedule on one window), and the DUSt3R
+backends only when CUDA is present.
 
     python -m bench.run_all --json OUT.json [--frames 96]
 """
@@ -13,8 +14,6 @@ import platform
 
 import torch
 
-_PER_FRAME_STAGES = ("tracks", "flow_prefetch")  # KLT and the eager flow run at every pushed frame
-
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -26,15 +25,19 @@ def main(argv=None) -> dict:
 
     out: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                              "torch_threads": args.threads, "cuda": torch.cuda.is_available()}}
-    for w, h in ((320, 240), (640, 480)):
-        r = stream.run(frames=args.frames, width=w, height=h, clip=min(args.frames, 96), threads=args.threads)
+    for (w, h), kf in (((320, 240), 1), ((320, 240), 3), ((640, 480), 1), ((640, 480), 3)):
+        # every frame a keyframe (the offline default), and every third (the live default: stream.keyframe_every)
+        r = stream.run(frames=args.frames, width=w, height=h, clip=min(args.frames, 96), threads=args.threads,
+                       overrides=(f"stream.keyframe_every={kf}",))
         st = r.pop("engine_stats")
         frames = max(r["frames"], 1)
         windows = max(st.get("windows", 1), 1)
-        # stage_ms are medians per call: per window, except the stages that run at every pushed frame
-        r["stage_ms_per_frame"] = {k: v if k in _PER_FRAME_STAGES else v * windows / frames
-                                   for k, v in st.get("stage_ms", {}).items()}
-        out[f"cpu_{w}x{h}"] = r
+        keyframes = max(st.get("frames_processed", frames), 1)
+        # stage_ms are medians per call: per window, except the KLT tracks (every pushed frame) and the eager
+        # flow (every keyframe)
+        r["stage_ms_per_frame"] = {k: v if k == "tracks" else v * (keyframes if k == "flow_prefetch" else windows)
+                                   / frames for k, v in st.get("stage_ms", {}).items()}
+        out[f"cpu_{w}x{h}" + ("" if kf == 1 else f"_keyframe_every_{kf}")] = r
     out["solver_comparison"] = {}
     for sched in ("reference", "fast"):
         res = c4d_window.main(["--json", "--known-k", "--schedule", sched, "--threads", str(args.threads),

@@ -297,6 +297,7 @@ def test_keyframes_only_in_windows_frames_between_posed_by_pnp(seq):
     assert all(r.valid and r.info["tracked_interpolated"] == 0 for r in results if len(r.tracked_stamps_ns))
     st = eng.stats()
     assert st["frames_processed"] == 21 and st["frames_tracked"] == 19 and st["frames_interpolated"] == 0
+    assert st["posed_fps"] > st["fps"] > 0  # the tracked frames count as posed, not as reconstructed
     # one similarity (the first window's scale) maps every pose onto the ground truth
     pose = {}
     for r in results:

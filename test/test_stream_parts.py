@@ -116,3 +116,58 @@ def test_mobility_prior_fits_once_and_flags_movers():
     assert ((res.mobility.max(0) > 0.5) == sc.track_dynamic).mean() >= 0.97
     with pytest.raises(InputError, match="mobility_prior"):
         compute_motion(flow, 8, cfg, tr, mobility_prior=prior[:-1])
+
+
+def _pose(rotvec, centre):
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
+    T[:3, 3] = centre
+    return T
+
+
+def test_interpolate_pose_slerps_and_clamps():
+    from c4d_core.stream.tracked import interpolate_pose
+
+    T0, T1 = _pose([0, 0, 0], [0, 0, 0]), _pose([0, 0.4, 0], [1.0, 0, 2.0])
+    mid = interpolate_pose(15, 10, T0, 20, T1)
+    np.testing.assert_allclose(Rotation.from_matrix(mid[:3, :3]).as_rotvec(), [0, 0.2, 0], atol=1e-12)
+    np.testing.assert_allclose(mid[:3, 3], [0.5, 0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(interpolate_pose(25, 10, T0, 20, T1), T1, atol=1e-12)  # clamped, no extrapolation
+    np.testing.assert_allclose(interpolate_pose(10, 10, T0, 10, T1), T0, atol=1e-12)  # one stamp: the first pose
+
+
+def test_pose_from_tracks_recovers_the_pose_despite_noise_and_outliers():
+    from c4d_core.stream.tracked import pose_from_tracks, static_track_points
+    from c4d_core.types import Tracks
+
+    rng = np.random.default_rng(0)
+    K = np.array([[200.0, 0, 160], [0, 200.0, 120], [0, 0, 1]])
+    pts = rng.uniform([-3, -2, 4], [3, 2, 10], (300, 3))
+    T_true = _pose([0.02, -0.05, 0.01], [0.3, -0.1, 0.2])
+    cam = (pts - T_true[:3, 3]) @ T_true[:3, :3]
+    uv = cam[:, :2] / cam[:, 2:] * 200.0 + [160, 120] + rng.normal(0, 0.3, (300, 2))
+    uv[:40] += rng.uniform(-30, 30, (40, 2))  # tracks that slipped
+    ids = np.arange(300) * 2  # the point set and the frame's tracks share ids, not positions
+    guess = _pose([0, 0, 0], [0.25, -0.1, 0.2])
+    T, ok, n = pose_from_tracks(ids[::-1], uv[::-1], np.ones(300, bool), ids, pts, K, guess, max_offset_m=0.5)
+    assert ok and n >= 250
+    assert np.linalg.norm(T[:3, 3] - T_true[:3, 3]) < 0.01
+    assert np.degrees(Rotation.from_matrix(T[:3, :3].T @ T_true[:3, :3]).magnitude()) < 0.1
+    # too few visible tracks, or a solution far from the prior: the prior comes back
+    few = np.zeros(300, bool)
+    few[:8] = True
+    T2, ok2, _ = pose_from_tracks(ids, uv, few, ids, pts, K, guess, max_offset_m=0.5)
+    assert not ok2 and np.array_equal(T2, guess)
+    far = _pose([0, 0, 0], [2.0, 0, 0])
+    T3, ok3, _ = pose_from_tracks(ids, uv, np.ones(300, bool), ids, pts, K, far, max_offset_m=0.5)
+    assert not ok3 and np.array_equal(T3, far)
+    # the window's static tracks: median world position over the visible frames, movers left out
+    xyz = np.repeat(pts[None, :3], 4, 0)
+    xyz[2, 0] += 5.0  # one outlying observation of track 0: the median ignores it
+    xyz[:, 2] += np.arange(4)[:, None] * 0.5  # track 2 moves
+    tr = Tracks(ids=np.array([7, 8, 9]), xy=np.zeros((4, 3, 2), np.float32), visible=np.ones((4, 3), bool),
+                confidence=np.ones((4, 3), np.float32),
+                mobility=np.array([[0.1, 0.2, 0.9]] * 4, np.float32))
+    sid, sxyz = static_track_points(tr, xyz, 0.5)
+    assert sid.tolist() == [7, 8]
+    np.testing.assert_allclose(sxyz, pts[:2], atol=1e-12)

@@ -233,9 +233,9 @@ class Reconstructor:
             self._last_stamp = frame.stamp_ns
             self._key_count += 1
             key = (self._key_count - 1) % self.cfg.stream.keyframe_step == 0
+            self._push_time[pf.index] = t_in
             if key:
                 self._buf.append(pf)
-                self._push_time[pf.index] = t_in
             t0 = time.perf_counter()
             self._tracker.add_frame(pf.index, pf.image)
             self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
@@ -330,6 +330,8 @@ class Reconstructor:
         self._tracker.reset()
 
     def _clear_between(self) -> None:
+        for index, _ in getattr(self, "_between", []):
+            self._push_time.pop(index, None)
         self._between: List[tuple[int, int]] = []  # (index, stamp_ns) of tracked frames not reported yet
         self._last_between: Optional[PreparedFrame] = None  # the newest one (promoted to a keyframe at a flush)
         self._key_count = 0  # kept frames since the segment started (every keyframe_every-th is a keyframe)
@@ -401,10 +403,11 @@ class Reconstructor:
                 del self._world[idx]
         for f in new:
             self._push_time.pop(f.index, None)
+        t_between = [self._push_time.pop(b[0], None) for b in job.between]
         now = time.perf_counter()
         self._stats.add_stage("window_total", (now - t_start) * 1e3)
-        lat = [(now - t) * 1e3 for t in result.info.pop("_push_times", [])]
-        self._stats.add_window(len(new), lat)
+        lat = [(now - t) * 1e3 for t in result.info.pop("_push_times", []) + [t for t in t_between if t is not None]]
+        self._stats.add_window(len(new), lat, posed=len(new) + len(job.between))
         return result
 
     # ------------------------------------------------------------------ worker pipeline

@@ -6,7 +6,7 @@ import collections
 import os
 import threading
 import time
-from typing import Deque, Dict
+from typing import Deque, Dict, Optional
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class EngineStats:
             self.last_error = ""
             self._latency_ms: Deque[float] = collections.deque(maxlen=self._history)
             self._done_times: Deque[float] = collections.deque(maxlen=self._history)
+            self._posed_times: Deque[float] = collections.deque(maxlen=self._history)
             self._stage_ms: Dict[str, Deque[float]] = collections.defaultdict(
                 lambda: collections.deque(maxlen=self._history))
             self._stage_frames: Deque[int] = collections.deque(maxlen=self._history)
@@ -65,7 +66,9 @@ class EngineStats:
         with self._lock:
             self._stage_ms[stage].append(float(ms))
 
-    def add_window(self, frames: int, latencies_ms: list[float]) -> None:
+    def add_window(self, frames: int, latencies_ms: list[float], posed: Optional[int] = None) -> None:
+        """A finished window: ``frames`` keyframes reported, ``posed`` frames with a pose (keyframes and tracked
+        frames between them; default ``frames``), the push-to-result latency of each posed frame."""
         now = time.perf_counter()
         with self._lock:
             self.windows += 1
@@ -73,16 +76,21 @@ class EngineStats:
             self._stage_frames.append(frames)
             self._latency_ms.extend(latencies_ms)
             self._done_times.extend([now] * frames)
+            self._posed_times.extend([now] * (frames if posed is None else posed))
+
+    @staticmethod
+    def _rate(times: Deque[float]) -> float:
+        if len(times) >= 2:
+            span = times[-1] - times[0]
+            if span > 0:
+                return (len(times) - 1) / span
+        return 0.0
 
     def snapshot(self) -> dict:
         """A plain dict of the current figures (stage_ms are medians per window)."""
         with self._lock:
             lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(0)
-            fps = 0.0
-            if len(self._done_times) >= 2:
-                span = self._done_times[-1] - self._done_times[0]
-                if span > 0:
-                    fps = (len(self._done_times) - 1) / span
+            fps, posed_fps = (self._rate(t) for t in (self._done_times, self._posed_times))
             return {
                 "frames_in": self.frames_in,
                 "frames_processed": self.frames_processed,
@@ -95,7 +103,8 @@ class EngineStats:
                 "windows_failed": self.windows_failed,
                 "out_of_memory": self.out_of_memory,
                 "resets": self.resets,
-                "fps": fps,
+                "fps": fps,  # keyframes (frames reconstructed) per second
+                "posed_fps": posed_fps,  # frames with a pose per second (keyframes and the frames between)
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
                 "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
                 "stage_ms": {k: float(np.median(v)) for k, v in self._stage_ms.items() if v},
