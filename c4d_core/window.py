@@ -557,8 +557,6 @@ class WindowProcessor:
         static = None
         if mob is not None:
             static = np.nanmax(np.where(tracks.visible, mob, 0.0), axis=0) < self.cfg.motion.mobility_threshold
-        sfm = track_sfm(tracks.xy, tracks.visible, Kp, static, ba_iters=cfg.sfm_ba_iters,
-                        huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks)
         standstill = False
         if cfg.standstill_parallax_px > 0:
             # the static tracks obey a rotation about one centre: the camera has not moved measurably, its
@@ -571,11 +569,25 @@ class WindowProcessor:
             standstill = par_rot < cfg.standstill_parallax_px and frac >= 0.5
             log.debug("tracks init: rotation-only residual of the static tracks %.3f px (standstill below %.3f)",
                       par_rot, cfg.standstill_parallax_px)
-            if standstill:
-                log.info("tracks init: camera at a standstill (rotation-only residual %.3f px): one camera centre "
-                         "for the window%s", par_rot, ", depth carried from the last window" if warm else "")
-                if warm is not None and warm_frames:
-                    return self._standstill_init(sfm.T_world_cam, warm, warm_frames, Kp, T, H, W)
+        try:
+            sfm = track_sfm(tracks.xy, tracks.visible, Kp, static, ba_iters=cfg.sfm_ba_iters,
+                            huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks)
+        except InputError as err:
+            if not (standstill and warm is not None and warm_frames):
+                raise
+            # no parallax to triangulate from is what a resting camera gives: its rotations are all it needs
+            log.info("tracks init: track SfM failed (%s) at a standstill: rotations from the rotation-only fit", err)
+            sfm = None
+        if standstill:
+            log.info("tracks init: camera at a standstill (rotation-only residual %.3f px): one camera centre "
+                     "for the window%s", par_rot, ", depth carried from the last window" if warm else "")
+            if warm is not None and warm_frames:
+                if sfm is not None:
+                    T_rot = sfm.T_world_cam
+                else:
+                    T_rot = np.tile(np.eye(4), (T, 1, 1))
+                    T_rot[:, :3, :3] = np.transpose(Rs, (0, 2, 1))  # R_k: camera 0 -> camera k rays
+                return self._standstill_init(T_rot, warm, warm_frames, Kp, T, H, W)
         masks = motion.masks
         # every consistent flow triangulates (masked pixels too: where one static point explains all of a pixel's
         # flows its depth is as good as any; where none does, the pixel moves or its flow is wrong -> interpolated)

@@ -113,3 +113,25 @@ def test_duplicated_frames_real_backends():
     images = [seq.images[k // 2] for k in range(8)]  # every frame twice (a driver repeating frames)
     log, _ = _run(images, seq.K)
     assert sum(r.valid for r in log.results) >= 1
+
+
+def test_static_camera_when_the_track_sfm_finds_nothing_to_triangulate(monkeypatch):
+    """A resting camera on real footage (EuRoC V1_01's first seconds) gave the track SfM zero triangulated tracks;
+    the window then fell back to the pointmap initialisation and its poses failed the rotation check. With a warm
+    start, a standstill window needs only its rotations (from the rotation-only fit): every later window is valid
+    and the camera holds its place."""
+    import c4d_core.window as window_mod
+    from c4d_core.errors import InputError
+
+    def no_parallax(*a, **k):
+        raise InputError("track SfM: frame 1 sees only 0 triangulated tracks")
+
+    monkeypatch.setattr(window_mod, "track_sfm", no_parallax)
+    seq = _scene("static", n=16, num_movers=1)
+    log, _ = _run(seq.images, seq.K)
+    later = log.results[1:]
+    assert later and all(r.valid for r in later), [r.info.get("error") for r in later]
+    T = np.concatenate([r.T_world_cam for r in later])
+    depth = float(np.nanmedian(np.concatenate([r.depth for r in later])))
+    assert np.abs(T[:, :3, 3] - T[:1, :3, 3]).max() < 1e-3 * depth  # one camera centre (measured 1e-4 x depth)
+    assert np.degrees(np.arccos(np.clip((np.trace(T[:, :3, :3], axis1=1, axis2=2) - 1) / 2, -1, 1))).max() < 1.0
