@@ -74,14 +74,12 @@ def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120,
         if res is not None:
             lat.append((time.perf_counter() - t0) * 1e3)
             if res.valid:
-                est.update(zip(res.stamps_ns, res.T_world_cam))
-                est.update(zip(res.tracked_stamps_ns, res.tracked_T_world_cam))
+                est.update((t, T) for t, T, _ in res.poses_in_order())
         if k + 1 in (500, 1000, 2000) or k + 1 == frames:
             rss[str(k + 1)] = _rss_mb()
     res = eng.flush()
     if res is not None and res.valid:
-        est.update(zip(res.stamps_ns, res.T_world_cam))
-        est.update(zip(res.tracked_stamps_ns, res.tracked_T_world_cam))
+        est.update((t, T) for t, T, _ in res.poses_in_order())
     wall = time.perf_counter() - t_start
     keys = sorted(est)
     c_gt = np.stack([gt[s][:3, 3] for s in keys])
@@ -117,8 +115,7 @@ def run_live(frames: int = 600, width: int = 320, height: int = 240, clip: int =
     def on_result(res):
         if res.valid:
             with lock:
-                est.update(zip(res.stamps_ns, res.T_world_cam))
-                est.update(zip(res.tracked_stamps_ns, res.tracked_T_world_cam))
+                est.update((t, T) for t, T, _ in res.poses_in_order())
 
     eng.start(on_result, errors.append)
     dt_ns = int(1e9 / rate_hz)

@@ -250,6 +250,13 @@ class WindowResult:
     def __len__(self) -> int:
         return len(self.stamps_ns)
 
+    def poses_in_order(self) -> list[tuple[int, np.ndarray, Optional[int]]]:
+        """Every pose of the result in stamp order: ``(stamp_ns, T_world_cam 4 4, k)`` with ``k`` the keyframe's index
+        in the per-frame arrays, or None for a tracked frame (pose only)."""
+        out = [(int(t), self.T_world_cam[k], k) for k, t in enumerate(self.stamps_ns)]
+        out += [(int(t), self.tracked_T_world_cam[b], None) for b, t in enumerate(self.tracked_stamps_ns)]
+        return sorted(out, key=lambda x: x[0])
+
 
 @dataclass
 class FlowResult:

@@ -851,13 +851,11 @@ class OutputAssembler:
         if not stamps:
             return out
         # frames between keyframes (stream.keyframe_every > 1) have a pose only: TF, odometry, pose, path
-        tracked = [int(s) for s in getattr(result, "tracked_stamps_ns", ())]
-        posed = sorted([(t, k) for k, t in enumerate(stamps)] + [(t, -1 - b) for b, t in enumerate(tracked)])
-        newest = max(stamps[-1], tracked[-1] if tracked else stamps[-1])
+        posed = result.poses_in_order()
+        newest = posed[-1][0]
         tfs = []
-        for t, k in posed:
-            T_wc = np.asarray(result.T_world_cam[k] if k >= 0 else result.tracked_T_world_cam[-1 - k],
-                              dtype=np.float64)
+        for t, T_wc, k in posed:
+            T_wc = np.asarray(T_wc, dtype=np.float64)
             if not np.all(np.isfinite(T_wc)):
                 log.warning("window %d: non-finite pose for stamp %d skipped", result.window_index, t)
                 continue
@@ -877,7 +875,7 @@ class OutputAssembler:
                 out.append(("pose", pose_to_pose_stamped(m, T_ob, t, o.odom_frame)))
             self._prev = (t, T_ob)
             self.path.append((t, T_ob))
-            if k < 0:
+            if k is None:
                 continue
             if o.depth:
                 K = np.asarray(result.K[k])

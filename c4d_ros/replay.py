@@ -315,18 +315,15 @@ class ReplayOutputs:
         sx, sy = W_in / Wp, H_in / Hp
         tr = result.tracks
         # frames between keyframes (stream.keyframe_every > 1): a pose (trajectory) only
-        tracked = [int(t) for t in getattr(result, "tracked_stamps_ns", ())]
-        posed = sorted([(int(t), k) for k, t in enumerate(result.stamps_ns)]
-                       + [(t, -1 - b) for b, t in enumerate(tracked)])
-        for t, k in posed:
+        for t, T, k in result.poses_in_order():
             if not result.valid:
                 self.invalid_frames += 1
                 continue
-            T = np.asarray(result.T_world_cam[k] if k >= 0 else result.tracked_T_world_cam[-1 - k], np.float64)
+            T = np.asarray(T, np.float64)
             self._tum.write(tum_line(t, T))
             self.stamps.append(t)
             self.poses.append(T)
-            if k < 0:
+            if k is None:
                 continue
             np.save(self.out / "depth" / f"{t}.npy", upsample_depth(result.depth[k], W_in, H_in))
             cv2.imwrite(str(self.out / "masks" / f"{t}.png"), upsample_mask(result.dynamic_mask[k], W_in, H_in))

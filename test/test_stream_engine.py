@@ -294,6 +294,8 @@ def test_keyframes_only_in_windows_frames_between_posed_by_pnp(seq):
     # frame 39 is the last one: promoted to a keyframe at the flush (no keyframe after it to pose it against)
     assert keys == stamps[0::2] + [stamps[39]] and tracked == stamps[1:39:2]
     assert sorted(keys + tracked) == stamps
+    merged = [(t, k is None) for r in results for t, _, k in r.poses_in_order()]
+    assert merged == [(s, s in tracked) for s in stamps]  # one pose per stamp, in order, tracked ones flagged
     assert all(r.valid and r.info["tracked_interpolated"] == 0 for r in results if len(r.tracked_stamps_ns))
     st = eng.stats()
     assert st["frames_processed"] == 21 and st["frames_tracked"] == 19 and st["frames_interpolated"] == 0
