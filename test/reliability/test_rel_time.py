@@ -99,3 +99,32 @@ def test_node_clock_jump_alone_does_not_disturb_the_stream(ros_env, walk_seq):
     node.shutdown()
     assert node.counters["time_resets"] == 0
     assert tf_stamps(node) == stamps
+
+
+def test_time_faults_with_keyframes_every_second_frame(walk_seq):
+    """The same faults with stream.keyframe_every=2: the tracked frames between keyframes are reported once, in
+    order, around repeated stamps, a bag loop (pending ones reported before the reset) and a gap (a new segment)."""
+    eng = oracle_engine(walk_seq, "stream.keyframe_every=2")
+    frames = []
+    for fr in seq_frames(walk_seq, range(10)):
+        frames += [fr, Frame(image=walk_seq.images[0], stamp_ns=fr.stamp_ns, K=fr.K)]
+    log = run_stream(eng, frames)
+    assert len(log.rejected) == 10 and log.valid_stamps() == [int(s) for s in walk_seq.stamps_ns[:10]]
+    assert eng.stats()["frames_tracked"] > 0
+
+    eng = oracle_engine(walk_seq, "stream.keyframe_every=2")
+    loop = seq_frames(walk_seq, range(9))
+    log = run_stream(eng, loop + loop)
+    stamps = [int(s) for s in walk_seq.stamps_ns[:9]]
+    assert log.valid_stamps() == sorted(stamps + stamps) and eng.stats()["resets"] == 1
+    log.check_outputs_finite()
+
+    eng = oracle_engine(walk_seq, "stream.keyframe_every=2", "stream.max_stamp_gap_s=2.0")
+    frames = seq_frames(walk_seq, range(16))
+    frames = frames[:7] + [Frame(image=f.image, stamp_ns=f.stamp_ns + 30 * 10**9, K=f.K) for f in frames[7:]]
+    log = run_stream(eng, frames)
+    assert log.valid_stamps() == [f.stamp_ns for f in frames]
+    # the segment after the gap is anchored at the last pose: no jump of the camera position
+    T = np.stack([T for r in log.results for _, T, _ in r.poses_in_order()])
+    step = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1)
+    assert step[6] < 3 * np.median(step), step / np.median(step)
