@@ -219,7 +219,8 @@ class StreamConfig(_Section):
                                 "are tracked and get a pose by PnP against the window's static 3D tracks (TF, "
                                 "odometry, path, trajectory) but no depth, masks or clouds: camera-rate poses at "
                                 "~1/n of the reconstruction cost (and longer baselines). 1 = every frame is a "
-                                "keyframe; 0 = auto: 3 in live mode, 1 in offline mode (per-frame outputs)",
+                                "keyframe; 0 = auto: 3 in live mode (less when a window of keyframes would not fit "
+                                "tracker.history_frames), 1 in offline mode (per-frame outputs)",
                              lo=0, hi=16)
     skip_static_px: float = _f(0.0, "skip a frame whose mean displacement to the last kept frame is below this "
                                     "many pixels (camera standing still; 0 = keep all)", lo=0.0)

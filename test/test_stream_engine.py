@@ -329,3 +329,7 @@ def test_keyframe_span_beyond_the_tracker_history_is_a_config_error(seq):
 
     with pytest.raises(ConfigError, match="tracker.history_frames"):
         _engine(seq, "stream.keyframe_every=10")
+    # the automatic step (live mode) shrinks to fit instead: 8-frame windows over every 2nd frame span 15 <= 16
+    eng = _engine(seq, "stream.mode=live", "tracker.history_frames=16")
+    assert eng._kf_step == 2
+    assert _engine(seq, "stream.mode=live")._kf_step == 3

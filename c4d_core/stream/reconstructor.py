@@ -127,12 +127,15 @@ class Reconstructor:
             from ..correspondence import make_point_tracker
 
             tracker = make_point_tracker(self.cfg.tracker, self.device, seed=self.cfg.runtime.seed)
-        sc = self.cfg.stream
-        span = (sc.window_size - 1) * sc.keyframe_step + 1
-        if sc.keyframe_step > 1 and span > self.cfg.tracker.history_frames:
-            raise ConfigError(f"stream.keyframe_every={sc.keyframe_step}: a window of {sc.window_size} keyframes "
-                              f"spans {span} frames, more than tracker.history_frames="
-                              f"{self.cfg.tracker.history_frames}")
+        sc, history = self.cfg.stream, self.cfg.tracker.history_frames
+        # a window's keyframes must stay in the tracker's history: the automatic step shrinks to fit it, an
+        # explicit one that does not fit is an error
+        fit = max(1, (history - 1) // max(sc.window_size - 1, 1))
+        self._kf_step = min(sc.keyframe_step, fit) if sc.keyframe_every == 0 else sc.keyframe_step
+        if self._kf_step > fit:
+            raise ConfigError(f"stream.keyframe_every={sc.keyframe_every}: a window of {sc.window_size} keyframes "
+                              f"spans {(sc.window_size - 1) * sc.keyframe_every + 1} frames, more than "
+                              f"tracker.history_frames={history}")
         self._processor = processor
         self._tracker = tracker
         self._selector = FrameSelector(self.cfg.stream)
@@ -232,7 +235,7 @@ class Reconstructor:
             self._next_index += 1
             self._last_stamp = frame.stamp_ns
             self._key_count += 1
-            key = (self._key_count - 1) % self.cfg.stream.keyframe_step == 0
+            key = (self._key_count - 1) % self._kf_step == 0
             self._push_time[pf.index] = t_in
             if key:
                 self._buf.append(pf)
