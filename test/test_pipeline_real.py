@@ -35,13 +35,11 @@ def _stream_poses(eng, images, K):
         r = eng.push(Frame(image=image, stamp_ns=1_000_000_000 + k * 33_333_333, K=K))
         if r is not None:
             assert r.valid, r.info
-            est.update(zip(r.stamps_ns, r.T_world_cam))
-            est.update(zip(r.tracked_stamps_ns, r.tracked_T_world_cam))
+            est.update((t, T) for t, T, _ in r.poses_in_order())
     r = eng.flush()
     if r is not None:
         assert r.valid, r.info
-        est.update(zip(r.stamps_ns, r.T_world_cam))
-        est.update(zip(r.tracked_stamps_ns, r.tracked_T_world_cam))
+        est.update((t, T) for t, T, _ in r.poses_in_order())
     assert len(est) == len(images)
     return np.stack([est[s] for s in sorted(est)])
 

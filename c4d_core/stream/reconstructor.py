@@ -535,17 +535,12 @@ class Reconstructor:
         between = list(between or [])
         T_between = self._pose_between(between, between_tracks, sol.tracks, xyz_tracks_w, frames, T_world, K_sol,
                                        info)
-        with self._out_lock:
-            posed = [(f.stamp_ns, T_world[p]) for p, f in zip(pos_new, new)]
-            posed += [(b[1], T) for b, T in zip(between, T_between)]
-            for stamp, T in sorted(posed, key=lambda x: x[0]):
-                self._path.append(stamp, T)
         sol_tracks: Tracks = sol.tracks
         tr = self._slice_tracks(sol_tracks, pos_new)
         keep_n = tr[1]
         info["_push_times"] = [self._push_time.get(f.index, time.perf_counter()) for f in new]
         info["scale_state"] = self.scale_state()
-        return WindowResult(
+        result = WindowResult(
             window_index=self._window_index,
             stamps_ns=[f.stamp_ns for f in new],
             T_world_cam=T_world[pos_new],
@@ -565,6 +560,10 @@ class Reconstructor:
             tracked_stamps_ns=[b[1] for b in between],
             tracked_T_world_cam=T_between,
         )
+        with self._out_lock:
+            for stamp, T, _ in result.poses_in_order():
+                self._path.append(stamp, T)
+        return result
 
     def _pose_between(self, between: list, tracks: Optional[Tracks], sol_tracks: Tracks, xyz_world: np.ndarray,
                       frames: List[PreparedFrame], T_world: np.ndarray, K: np.ndarray, info: dict) -> np.ndarray:
