@@ -103,7 +103,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--schedule", choices=("fast", "reference"), default="fast")
-    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="configuration overrides (repeatable)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--known-k", action="store_true", help="give the solver the true K (CameraInfo)")
     ap.add_argument("--no-ablation", action="store_true", help="only the full run (no CMA / CTS / PTS ablations)")

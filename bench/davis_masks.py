@@ -54,7 +54,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--window", type=int, default=8)
     ap.add_argument("--max-frames", type=int, default=0)
     ap.add_argument("--no-tracks", action="store_true", help="flow only (static candidates sampled from the flow)")
-    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="configuration overrides (repeatable)")
     args = ap.parse_args(argv)
     cfg = C4DConfig().with_overrides(list(args.set))
     flow_est, make_tracker = None, None

@@ -160,7 +160,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--clip", type=int, default=120)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="configuration overrides (repeatable)")
     ap.add_argument("--live-rate", type=float, default=0.0, metavar="HZ",
                     help="worker (ROS node) mode with frames submitted at HZ in real time")
     args = ap.parse_args(argv)

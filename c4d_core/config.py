@@ -222,9 +222,17 @@ class StreamConfig(_Section):
                                 "keyframe; 0 = auto: 3 in live mode (less when a window of keyframes would not fit "
                                 "tracker.history_frames), 1 in offline mode (per-frame outputs)",
                              lo=0, hi=16)
+    keyframe_every_max: int = _f(8, "live mode with keyframe_every=0: when the window solver cannot keep up with "
+                                    "the camera, the keyframe step rises (up to this, and to what "
+                                    "tracker.history_frames holds) so that a window's new keyframes span at least "
+                                    "one solve, and comes back down when the solver catches up: every frame is "
+                                    "still tracked and posed instead of dropped; 3 or less = a fixed step of 3",
+                                 lo=1, hi=16)
     skip_static_px: float = _f(0.0, "skip a frame whose mean displacement to the last kept frame is below this "
                                     "many pixels (camera standing still; 0 = keep all)", lo=0.0)
-    queue_size: int = _f(4, "worker mode: bounded input queue length (oldest frame dropped when full)", lo=1)
+    queue_size: int = _f(16, "worker mode: bounded input queue length (oldest frame dropped when full); ~0.5 s at "
+                             "30 Hz absorbs the bursts of a window solve competing with the tracking for the CPU",
+                         lo=1)
     pipeline: bool = _f(True, "worker mode: solve each window on a second thread while the worker takes the next "
                               "frames (tracks, eager flow), so frames keep being processed during a solve")
     rectified: bool = _f(False, "input images are already rectified: ignore CameraInfo distortion")
@@ -289,8 +297,8 @@ class TrackerConfig(_Section):
     min_gradient: float = _f(4.0, "minimum image gradient magnitude for a max-gradient query", lo=0.0)
     iters: int = _f(6, "CoTracker refinement iterations", lo=1, hi=32)
     mobility_threshold: float = _f(0.5, "mobility above which a track is called dynamic", lo=0.0, hi=1.0)
-    history_frames: int = _f(64, "frames of track positions kept for window queries (bounded memory on endless "
-                                 "streams; must cover the longest window)", lo=2, hi=4096)
+    history_frames: int = _f(96, "frames of track positions kept for window queries (bounded memory on endless "
+                                 "streams; must cover the longest window, keyframe steps included)", lo=2, hi=4096)
     reseed_every: int = _f(1, "add new queries in empty cells every n-th frame", lo=1)
 
 

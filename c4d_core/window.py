@@ -208,6 +208,15 @@ class WindowProcessor:
         self._flow_lock = threading.RLock()
         self.last_init: str = ""
 
+    def warm_up(self) -> None:
+        """Pay the one-time costs of the first solve now: the first ``torch.optim.Adam`` imports ``torch._dynamo``
+        (~1.6 s on the development CPU), which a live engine would otherwise spend inside its first window while
+        the camera's frames queue up."""
+        p = torch.zeros(1, device=self.device, requires_grad=True)
+        opt = torch.optim.Adam([p], lr=0.01)
+        (p * p).sum().backward()
+        opt.step()
+
     def clear_cache(self) -> None:
         """Forget cached per-pair flow, pointmaps and motion models (call when frame ids restart)."""
         self._flow_cache.clear()

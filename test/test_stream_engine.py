@@ -328,8 +328,56 @@ def test_keyframe_span_beyond_the_tracker_history_is_a_config_error(seq):
     from c4d_core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="tracker.history_frames"):
-        _engine(seq, "stream.keyframe_every=10")
+        _engine(seq, "stream.keyframe_every=14")  # 8 keyframes span 99 frames > 96
     # the automatic step (live mode) shrinks to fit instead: 8-frame windows over every 2nd frame span 15 <= 16
     eng = _engine(seq, "stream.mode=live", "tracker.history_frames=16")
     assert eng._kf_step == 2
     assert _engine(seq, "stream.mode=live")._kf_step == 3
+
+
+@pytest.fixture(scope="module")
+def long_seq():
+    return render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=120, width=96, height=72, seed=3,
+                                  num_tracks=64))
+
+
+def _keyframe_gaps(results, seq):
+    index = {int(s): k for k, s in enumerate(seq.stamps_ns)}
+    keys = [index[int(s)] for r in results for s in r.stamps_ns]
+    return [b - a for a, b in zip(keys, keys[1:])]
+
+
+def test_live_keyframe_step_follows_a_slow_solver_and_every_frame_is_posed(long_seq):
+    """Live auto mode, pipelined worker: a solver slower than the window period raises the keyframe step (up to
+    stream.keyframe_every_max) instead of letting the input queue drop frames; every frame is still reported, once."""
+    seq = long_seq
+
+    class SlowOracle(OracleProcessor):
+        def process(self, *a, **k):
+            time.sleep(0.4)
+            return super().process(*a, **k)
+
+    eng = Reconstructor(_cfg("stream.mode=live", "stream.queue_size=64"), processor=SlowOracle(seq),
+                        tracker=OracleTracker(seq))
+    got = _worker_results(eng, seq, range(120), gap_s=0.01)
+    st = eng.stats()
+    # 1.25 x 0.4 s over 4 new keyframes at <= 100 Hz: >= 13 frames per keyframe, capped at 8
+    assert st["keyframe_step"] == 8 and st["dropped"] == 0
+    gaps = _keyframe_gaps(got, seq)
+    assert gaps[0] == 3 and max(gaps) == 8  # starts at the base step (3 in live mode), never beyond the cap
+    reported = sorted(int(s) for r in got for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
+    assert reported == [int(s) for s in seq.stamps_ns]
+    assert all(r.valid for r in got)
+    # a cap at the base step keeps it fixed
+    eng = Reconstructor(_cfg("stream.mode=live", "stream.queue_size=64", "stream.keyframe_every_max=3"),
+                        processor=SlowOracle(seq), tracker=OracleTracker(seq))
+    got = _worker_results(eng, seq, range(60), gap_s=0.01)
+    assert set(_keyframe_gaps(got, seq)[:-1]) == {3} and eng.stats()["keyframe_step"] == 3  # (the last: flush)
+
+
+def test_live_keyframe_step_stays_at_the_base_with_a_fast_solver(long_seq):
+    seq = long_seq
+    eng = Reconstructor(_cfg("stream.mode=live", "stream.queue_size=64"), processor=OracleProcessor(seq),
+                        tracker=OracleTracker(seq))
+    got = _worker_results(eng, seq, range(120), gap_s=0.01)
+    assert eng.stats()["keyframe_step"] == 3 and set(_keyframe_gaps(got, seq)[:-1]) == {3}

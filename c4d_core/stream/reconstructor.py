@@ -39,6 +39,7 @@ from ..types import Frame, PointCloud, Tracks, WindowResult
 from .chaining import Sim3, align_window_to_world, apply_sim3_to_poses
 from .frames import FrameSelector, PreparedFrame, check_not_degenerate, prepare_frame
 from .map import PathHistory, StaticMap
+from .pacing import KeyframePacer
 from .stats import EngineStats
 from .tracked import interpolate_pose, pose_from_tracks, static_track_points
 
@@ -123,6 +124,7 @@ class Reconstructor:
             # not a failure repeated (and the checkpoint re-read) at every window
             processor.flow_estimator()
             processor.pointmap_predictor()
+            processor.warm_up()
         if tracker is None:
             from ..correspondence import make_point_tracker
 
@@ -131,11 +133,16 @@ class Reconstructor:
         # a window's keyframes must stay in the tracker's history: the automatic step shrinks to fit it, an
         # explicit one that does not fit is an error
         fit = max(1, (history - 1) // max(sc.window_size - 1, 1))
-        self._kf_step = min(sc.keyframe_step, fit) if sc.keyframe_every == 0 else sc.keyframe_step
+        auto = sc.keyframe_every == 0
+        self._kf_step = min(sc.keyframe_step, fit) if auto else sc.keyframe_step
         if self._kf_step > fit:
             raise ConfigError(f"stream.keyframe_every={sc.keyframe_every}: a window of {sc.window_size} keyframes "
                               f"spans {(sc.window_size - 1) * sc.keyframe_every + 1} frames, more than "
                               f"tracker.history_frames={history}")
+        # live auto mode: with the pipelined worker the step adapts to the solver's pace (see KeyframePacer)
+        self._kf_max = max(self._kf_step, min(sc.keyframe_every_max, fit)) if auto and sc.mode == "live" \
+            else self._kf_step
+        self._pace = KeyframePacer(self._kf_step, self._kf_max, sc.window_stride)
         self._processor = processor
         self._tracker = tracker
         self._selector = FrameSelector(self.cfg.stream)
@@ -148,8 +155,11 @@ class Reconstructor:
         self._pipelined = False
         self._solver: Optional[threading.Thread] = None
         self._jobs: "queue.Queue[Optional[_WindowJob]]" = queue.Queue(maxsize=1)
-        self._solver_idle = threading.Event()
+        self._solver_idle = threading.Event()  # set: no window in flight and none waiting for the solver
         self._solver_idle.set()
+        self._job_cv = threading.Condition()  # guards the two below
+        self._solver_busy = False
+        self._pending_job: Optional[_WindowJob] = None  # a ready window waiting for the busy solver
         self._reset_deferred = False
         self._worker: Optional[threading.Thread] = None
         self._queue: Deque[tuple[Frame, float]] = collections.deque()
@@ -198,6 +208,10 @@ class Reconstructor:
         self._reset_deferred = False
         with self._cv:
             self._queue.clear()
+        with self._job_cv:  # a window still waiting for the solver belongs to the old world: forgotten
+            if self._pending_job is not None:
+                self._pending_job = None
+                self._job_cv.notify_all()
         self._solver_idle.wait()
         self._reset_state()
         self._stats.count("resets")
@@ -234,8 +248,8 @@ class Reconstructor:
                 pf.K = self._K_last
             self._next_index += 1
             self._last_stamp = frame.stamp_ns
-            self._key_count += 1
-            key = (self._key_count - 1) % self._kf_step == 0
+            key = self._since_key is None or self._since_key + 1 >= self._pace.step
+            self._since_key = 0 if key else self._since_key + 1
             self._push_time[pf.index] = t_in
             if key:
                 self._buf.append(pf)
@@ -337,7 +351,7 @@ class Reconstructor:
             self._push_time.pop(index, None)
         self._between: List[tuple[int, int]] = []  # (index, stamp_ns) of tracked frames not reported yet
         self._last_between: Optional[PreparedFrame] = None  # the newest one (promoted to a keyframe at a flush)
-        self._key_count = 0  # kept frames since the segment started (every keyframe_every-th is a keyframe)
+        self._since_key: Optional[int] = None  # kept frames since the last keyframe (None: the next one is a keyframe)
 
     def _promote_last_between(self) -> None:
         """At the end of a stream: the newest tracked frame becomes a keyframe (none is left after the last one)."""
@@ -415,18 +429,34 @@ class Reconstructor:
 
     # ------------------------------------------------------------------ worker pipeline
     def _dispatch(self, job: "_WindowJob") -> None:
-        """Hand a window to the solver thread (waits while the previous window is still being solved)."""
-        self._solver_idle.wait()
-        self._solver_idle.clear()
+        """Hand a window to the solver thread. While the solver is busy one window waits for it and the worker goes
+        on tracking frames; only a second ready window makes the worker wait (then the input queue may drop)."""
+        with self._job_cv:
+            old = self._pace.step
+            new = self._pace.update(behind=self._solver_busy)
+            if new != old:
+                log.info("keyframe step %d -> %d (solve %.2f s per window, %.1f frames/s coming in)", old, new,
+                         self._pace.solve_s, 1.0 / max(self._pace.frame_dt_s, 1e-6))
+            while self._pending_job is not None:
+                self._job_cv.wait()
+            if self._solver_busy:
+                self._pending_job = job
+                return
+            self._solver_busy = True
+            self._solver_idle.clear()
         self._jobs.put(job)
 
     def _solver_loop(self) -> None:
+        job = None
         while True:
-            job = self._jobs.get()
             if job is None:
-                break
+                job = self._jobs.get()
+                if job is None:
+                    break
             try:
+                t0 = time.perf_counter()
                 result = self._finish_window(job)
+                self._pace.solved(time.perf_counter() - t0)
                 if self._on_result is not None:
                     try:
                         self._on_result(result)
@@ -437,7 +467,12 @@ class Reconstructor:
                 self._stats.error(repr(err))
                 self._deliver_error(err)
             finally:
-                self._solver_idle.set()
+                with self._job_cv:  # the window that waited for this one, if any, is next
+                    job, self._pending_job = self._pending_job, None
+                    if job is None:
+                        self._solver_busy = False
+                        self._solver_idle.set()
+                    self._job_cv.notify_all()
 
     def _unexpected_window_error(self, err: Exception) -> str:
         """Log and count a non-C4D failure of one window; frees cached GPU memory after an out-of-memory error."""
@@ -715,6 +750,7 @@ class Reconstructor:
             "scale_state": self.scale_state(),
             "map_points": self._map_size(),
             "queue": len(self._queue),
+            "keyframe_step": self._pace.step,
         })
         return s
 
@@ -732,6 +768,7 @@ class Reconstructor:
         self._on_result, self._on_error = on_result, on_error
         self._stop_requested = False
         self._pipelined = bool(self.cfg.stream.pipeline)
+        self._pace.reset()
         if self._pipelined:
             self._solver = threading.Thread(target=self._solver_loop, name="c4d-solver", daemon=True)
             self._solver.start()
@@ -750,6 +787,7 @@ class Reconstructor:
             if self.cfg.stream.mode == "live" and isinstance(frame, Frame) and not self._selector.admit(frame):
                 self._stats.count("frames_skipped")
                 return True
+            self._pace.arrival(time.perf_counter())
             if len(self._queue) >= self.cfg.stream.queue_size:
                 self._queue.popleft()
                 self._stats.count("dropped")
@@ -774,6 +812,10 @@ class Reconstructor:
         if self._worker.is_alive():
             log.warning("engine worker did not stop within %.1f s", timeout)
         self._worker = None
+        with self._job_cv:  # not flushed (or the worker hung): a window still waiting is not solved
+            if self._pending_job is not None:
+                self._pending_job = None
+                self._job_cv.notify_all()
         if self._solver is not None:
             if self._solver_idle.wait(timeout):
                 self._jobs.put(None)
