@@ -38,7 +38,7 @@ class KeyframePacer:
                  alpha: float = 0.25) -> None:
         if base < 1 or window_stride < 1 or margin <= 0 or not 0 < alpha <= 1:
             raise ConfigError(f"KeyframePacer: bad parameters base={base}, window_stride={window_stride}, "
-                             f"margin={margin}, alpha={alpha}")
+                              f"margin={margin}, alpha={alpha}")
         self.base = int(base)
         self.max_step = max(int(max_step), self.base)
         self.window_stride = int(window_stride)
