@@ -11,7 +11,7 @@ import logging
 
 from .config import C4DConfig
 from .errors import C4DError, ConfigError, InputError, ModelLoadError, OptimizationError, ShapeError
-from .types import Frame, PointCloud, Tracks, WindowResult
+from .types import Frame, PointCloud, TrackingPose, Tracks, WindowResult
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -24,6 +24,7 @@ __all__ = [
     "Tracks",
     "PointCloud",
     "WindowResult",
+    "TrackingPose",
     "C4DError",
     "ConfigError",
     "InputError",

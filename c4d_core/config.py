@@ -228,6 +228,10 @@ class StreamConfig(_Section):
                                     "one solve, and comes back down when the solver catches up: every frame is "
                                     "still tracked and posed instead of dropped; 3 or less = a fixed step of 3",
                                  lo=1, hi=16)
+    tracking_poses: bool = _f(True, "also pose each frame as it arrives, by RANSAC PnP of its tracks against the "
+                                    "static 3D tracks of the last solved window (milliseconds instead of the "
+                                    "seconds until its own window is solved; the node's ~/odometry/fast); the "
+                                    "window's refined pose follows. Only computed when a caller asks for them")
     skip_static_px: float = _f(0.0, "skip a frame whose mean displacement to the last kept frame is below this "
                                     "many pixels (camera standing still; 0 = keep all)", lo=0.0)
     queue_size: int = _f(16, "worker mode: bounded input queue length (oldest frame dropped when full); ~0.5 s at "

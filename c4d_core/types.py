@@ -34,6 +34,7 @@ __all__ = [
     "Tracks",
     "PointCloud",
     "WindowResult",
+    "TrackingPose",
     "check_shape",
     "validate_K",
 ]
@@ -181,6 +182,27 @@ class PointCloud:
     @classmethod
     def empty(cls) -> "PointCloud":
         return cls(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+
+
+@dataclass(frozen=True)
+class TrackingPose:
+    """A frame's low-latency pose, computed as the frame arrives (``stream.tracking_poses``).
+
+    RANSAC PnP of the frame's tracked 2D positions against the static 3D tracks of the last solved window (world
+    frame and scale): available within milliseconds instead of after the frame's own window is solved. The
+    window's pose for the same stamp (``WindowResult``) follows later and is the refined one.
+
+    Attributes:
+        stamp_ns: the frame's stamp.
+        T_world_cam: ``4 4`` float64 world <- camera (optical).
+        inliers: PnP inliers (static tracks) behind the pose.
+        window_index: the window whose 3D tracks posed it.
+    """
+
+    stamp_ns: int
+    T_world_cam: np.ndarray
+    inliers: int
+    window_index: int
 
 
 @dataclass

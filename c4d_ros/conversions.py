@@ -781,6 +781,7 @@ class OutputOptions:
     dynamic_cloud: bool = True
     tracks: bool = True
     odometry: bool = True
+    tracking_odometry: bool = True
     path: bool = True
     depth: bool = True
     mask: bool = True
@@ -798,8 +799,8 @@ class OutputAssembler:
     """Turns engine ``WindowResult`` s into ``(topic, message)`` lists (the node's and the replay tool's output).
 
     Topics: ``tf`` (TFMessage), ``odometry``, ``pose``, ``path``, ``dynamic_cloud``, ``static_cloud``, ``tracks``,
-    ``depth``, ``depth/camera_info``, ``motion_mask``. Poses are published as ``T_odom_base = T_odom_world @
-    T_world_cam @ T_cam_base`` where ``T_odom_world = T_base_cam`` (odom coincides with the base at the first
+    ``depth``, ``depth/camera_info``, ``motion_mask``; ``odometry/tracking`` from :meth:`assemble_tracking`. Poses
+    are published as ``T_odom_base = T_odom_world @ T_world_cam @ T_cam_base`` where ``T_odom_world = T_base_cam`` (odom coincides with the base at the first
     frame, REP-105) and the world is the engine's optical world frame. With ``T_base_cam`` = :data:`T_BODY_OPTICAL`
     (base frame is the camera optical frame, or a camera_link-style body frame), odom has REP-103 body axes.
     """
@@ -811,6 +812,7 @@ class OutputAssembler:
         self.history = TrackHistory(max_len=options.track_history, max_tracks=max(options.max_tracks, 1))
         self.set_extrinsics(T_base_cam)
         self._prev: Optional[tuple[int, np.ndarray]] = None
+        self._prev_tracking: Optional[tuple[int, np.ndarray]] = None
         self._step = 0
         self._pending_delete_all = False
 
@@ -830,6 +832,7 @@ class OutputAssembler:
         self.path.clear()
         self.history.clear()
         self._prev = None
+        self._prev_tracking = None
         self._pending_delete_all = True
 
     def base_pose(self, T_world_cam: np.ndarray) -> np.ndarray:
@@ -840,6 +843,23 @@ class OutputAssembler:
         """``PointCloud`` (world) -> PointCloud2 in the odom frame."""
         xyz = cloud.xyz @ self.T_odom_world[:3, :3].T.astype(np.float32) + self.T_odom_world[:3, 3].astype(np.float32)
         return pointcloud_to_msg(self.msgs, xyz, cloud.rgb, stamp_ns, self.opt.odom_frame, self.opt.max_cloud_points)
+
+    def assemble_tracking(self, pose: Any) -> list[tuple[str, Any]]:
+        """One low-latency ``TrackingPose`` -> ``[("odometry/tracking", Odometry)]`` (empty when switched off or
+        the pose is not finite); the twist is the finite difference from the previous tracking pose."""
+        o = self.opt
+        T_wc = np.asarray(pose.T_world_cam, dtype=np.float64)
+        if not o.tracking_odometry or not np.all(np.isfinite(T_wc)):
+            return []
+        t = int(pose.stamp_ns)
+        T_ob = self.base_pose(T_wc)
+        prev = self._prev_tracking
+        dt = (t - prev[0]) * 1e-9 if prev is not None else 0.0
+        self._prev_tracking = (t, T_ob)
+        odo = pose_to_odometry(self.msgs, T_ob, t, o.odom_frame, o.base_frame,
+                               prev[1] if prev is not None and dt > 0 else None, dt, o.pose_variance,
+                               o.twist_variance)
+        return [("odometry/tracking", odo)]
 
     def assemble(self, result: Any) -> list[tuple[str, Any]]:
         """One ``WindowResult`` -> ordered ``[(topic, msg)]``; every message carries an input image stamp."""

@@ -1,8 +1,8 @@
 """The rclpy node ``c4d_node``: camera in, 4D reconstruction out (a thin adapter around ``c4d_core``).
 
 Subscribes ``image`` (or ``image/compressed``) and ``camera_info``; publishes ``/tf`` (``odom -> base``, REP-105),
-``~/odometry``, ``~/pose``, ``~/path``, ``~/static_cloud``, ``~/dynamic_cloud``, ``~/tracks``, ``~/depth``,
-``~/depth/camera_info``, ``~/motion_mask`` and ``/diagnostics``; services ``~/reset`` and ``~/save_map``
+``~/odometry``, ``~/odometry/tracking``, ``~/pose``, ``~/path``, ``~/static_cloud``, ``~/dynamic_cloud``, ``~/tracks``,
+``~/depth``, ``~/depth/camera_info``, ``~/motion_mask`` and ``/diagnostics``; services ``~/reset`` and ``~/save_map``
 (std_srvs/Trigger). Every data output carries the stamp of its input image. Parameters: see ``c4d_ros.params``.
 
 The engine runs in worker mode (``Reconstructor.start``/``submit``), so subscription callbacks never block; results
@@ -138,6 +138,7 @@ class C4DNode(Node):
         self._pubs = {
             "tf": self.create_publisher(T("tf2_msgs/msg/TFMessage"), "/tf", QoSProfile(depth=100)),
             "odometry": self.create_publisher(T("nav_msgs/msg/Odometry"), "~/odometry", out_qos),
+            "odometry/tracking": self.create_publisher(T("nav_msgs/msg/Odometry"), "~/odometry/tracking", out_qos),
             "pose": self.create_publisher(T("geometry_msgs/msg/PoseStamped"), "~/pose", out_qos),
             "path": self.create_publisher(T("nav_msgs/msg/Path"), "~/path", out_qos),
             "static_cloud": self.create_publisher(T("sensor_msgs/msg/PointCloud2"), "~/static_cloud", map_qos),
@@ -400,6 +401,9 @@ class C4DNode(Node):
 
     def _start_engine(self) -> None:
         self._worker_mode = callable(getattr(self.engine, "start", None))
+        setter = getattr(self.engine, "set_pose_callback", None)
+        if callable(setter):  # low-latency tracking poses (an engine without them publishes no ~/odometry/tracking)
+            setter(self._on_tracking_pose)
         if self._worker_mode:
             self.engine.start(self._on_result, self._on_engine_error)
         else:
@@ -438,6 +442,20 @@ class C4DNode(Node):
                         continue
                     self._last_static_stamp = stamp
                 self._pubs[topic].publish(msg)
+
+    def _on_tracking_pose(self, pose: Any) -> None:
+        """A frame's low-latency pose (the engine's worker thread): ``~/odometry/tracking`` right away. Not under
+        the output lock, which a window's publishing holds for a while; the assembler keeps separate state."""
+        asm = self.assembler
+        if asm is None:
+            return
+        try:
+            out = asm.assemble_tracking(pose)
+        except C4DError as err:
+            self._log.error(f"cannot convert the tracking pose at {pose.stamp_ns}: {err}", throttle_duration_sec=5.0)
+            return
+        for topic, msg in out:
+            self._pubs[topic].publish(msg)
 
     def _on_engine_error(self, err: BaseException) -> None:
         self.counters["engine_errors"] += 1

@@ -115,6 +115,9 @@ ROS_PARAMS: list[ParamSpec] = [
     _r("publish.track_lifetime_s", 2.0, "marker lifetime so stale tracks disappear", lo=0.0),
     _r("publish.track_line_width", 0.01, "track line width (world units)", lo=0.0),
     _r("publish.odometry", True, "publish ~/odometry (nav_msgs/Odometry) and ~/pose (PoseStamped)"),
+    _r("publish.tracking_odometry", True, "publish ~/odometry/tracking: each frame's low-latency pose as it arrives "
+       "(PnP of its tracks against the last solved window's static 3D tracks, stream.tracking_poses), ahead of "
+       "~/odometry's refined pose"),
     _r("publish.pose_variance", 0.01, "diagonal pose covariance of ~/odometry (1e6 when a window failed)", lo=0.0),
     _r("publish.path", True, "publish ~/path (bounded by map.path_length)"),
     _r("publish.depth", True, "publish ~/depth (32FC1, NaN = invalid, REP 118) and ~/depth/camera_info"),
@@ -179,7 +182,8 @@ class RosOptions:
         return OutputOptions(
             odom_frame=self.odom_frame, base_frame=base_frame, camera_frame=camera_frame,
             publish_tf=self.publish_tf, invert_tf=self.invert_tf, static_cloud=p["static_cloud"],
-            dynamic_cloud=p["dynamic_cloud"], tracks=p["tracks"], odometry=p["odometry"], path=p["path"],
+            dynamic_cloud=p["dynamic_cloud"], tracks=p["tracks"], odometry=p["odometry"],
+            tracking_odometry=p["tracking_odometry"], path=p["path"],
             depth=p["depth"], mask=p["mask"], path_length=cfg.map.path_length, track_history=cfg.map.track_history,
             max_tracks=int(p["max_tracks"]), track_lifetime_s=float(p["track_lifetime_s"]),
             track_line_width=float(p["track_line_width"]), max_cloud_points=int(p["max_cloud_points"]),

@@ -8,7 +8,8 @@
 
 OUTDIR (ARCHITECTURE section 4): ``c4d_output/`` (rosbag2 MCAP with every topic the node publishes, built by the
 node's own :class:`~c4d_ros.conversions.OutputAssembler`), ``trajectory.tum`` (T_world_cam of the optical frame,
-image stamps in seconds), ``depth/<stamp_ns>.npy`` (float32 z-depth at input resolution, NaN = invalid),
+image stamps in seconds; ``trajectory_tracking.tum``: the low-latency tracking poses, as ``~/odometry/tracking``),
+``depth/<stamp_ns>.npy`` (float32 z-depth at input resolution, NaN = invalid),
 ``masks/<stamp_ns>.png`` (uint8 0/255 at input resolution), ``tracks.npz``, ``config.yaml`` (resolved),
 ``timing.json``, ``metrics.json`` (with ground truth, which is gathered under ``gt/`` in the same layout) and
 ``report.html``. Outputs are written as windows complete, so whatever was processed before a failure stays.
@@ -259,6 +260,11 @@ class ReplayOutputs:
         self.assembler: Optional[cv.OutputAssembler] = None
         self._tum = open(out_dir / "trajectory.tum", "w")
         self._tum.write("# timestamp tx ty tz qx qy qz qw  (T_world_cam, camera optical frame)\n")
+        self._tum_tracking = open(out_dir / "trajectory_tracking.tum", "w")
+        self._tum_tracking.write("# timestamp tx ty tz qx qy qz qw  (low-latency tracking poses, T_world_cam, camera "
+                                 "optical frame)\n")
+        self.frame_id = ""
+        self.tracking_poses = 0
         self._tracks: List[Tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]] = []
         self.stamps: List[int] = []
         self.poses: List[np.ndarray] = []
@@ -332,6 +338,17 @@ class ReplayOutputs:
                                  None if tr.mobility is None else np.asarray(tr.mobility[k], np.float32).copy()))
         self._tum.flush()
 
+    def add_tracking(self, pose: Any) -> None:
+        """A low-latency tracking pose as the engine gives it: ``~/odometry/tracking`` and a line of
+        ``trajectory_tracking.tum``."""
+        asm = self._ensure_assembler(self.frame_id)
+        for topic, msg in asm.assemble_tracking(pose):
+            self.bag.write(self._topic(topic), msg.__msgtype__, msg, int(pose.stamp_ns))
+        T = np.asarray(pose.T_world_cam, np.float64)
+        if np.all(np.isfinite(T)):
+            self._tum_tracking.write(tum_line(int(pose.stamp_ns), T))
+            self.tracking_poses += 1
+
     def write_tracks(self) -> Path:
         """Gather the per-frame tracks into ``tracks.npz`` (union of ids; NaN / False where a track is absent)."""
         ids = np.unique(np.concatenate([x[1] for x in self._tracks])) if self._tracks else np.zeros(0, np.int64)
@@ -367,6 +384,7 @@ class ReplayOutputs:
                     self.bag.write(self._topic("static_cloud"), msg.__msgtype__, msg, self.stamps[-1])
         finally:
             self._tum.close()
+            self._tum_tracking.close()
             self.bag.close()
             self.write_tracks()
 
@@ -509,6 +527,9 @@ def replay(opts: ReplayOptions, engine_factory: Optional[Callable[[C4DConfig], A
             engine_factory = Reconstructor
         engine = engine_factory(cfg)
         writer = ReplayOutputs(out, cfg, ros_values, opts.distro)
+        setter = getattr(engine, "set_pose_callback", None)
+        if callable(setter):  # the node's ~/odometry/tracking, as the frames arrive
+            setter(writer.add_tracking)
         size: Optional[Tuple[int, int]] = None
         frame_id = ""
         it = source.frames
@@ -521,6 +542,7 @@ def replay(opts: ReplayOptions, engine_factory: Optional[Callable[[C4DConfig], A
             k = len(input_stamps)
             if size is None:
                 size, frame_id = (sf.rgb.shape[1], sf.rgb.shape[0]), sf.frame_id
+                writer.frame_id = frame_id
                 if gt_tum is not None:
                     gs = gt_tum[0]
                     if not (gs[0] - 1_000_000_000 <= sf.stamp_ns <= gs[-1] + 1_000_000_000):
@@ -561,6 +583,7 @@ def replay(opts: ReplayOptions, engine_factory: Optional[Callable[[C4DConfig], A
                 stats = _stats(engine) if engine is not None else {}
                 summary.update({
                     "frames_in": len(input_stamps), "frames_out": len(writer.stamps),
+                    "tracking_poses": writer.tracking_poses,
                     "frames_invalid": writer.invalid_frames, "windows": writer.windows,
                     "wall_s": wall, "load_s": t_load,
                     "fps": len(input_stamps) / wall if wall > 0 else 0.0,

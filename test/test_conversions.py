@@ -334,3 +334,28 @@ def test_output_assembler_publishes_poses_of_tracked_frames_between_keyframes(ms
     assert sum(t == "motion_mask" for t, _ in out) == 2
     with pytest.raises(Exception, match="tracked_T_world_cam"):
         dataclasses.replace(win, tracked_stamps_ns=[20, 25], tracked_T_world_cam=T_mid[None])
+
+
+def test_output_assembler_tracking_odometry(msgs, ts):
+    """~/odometry/tracking: one Odometry per low-latency tracking pose, same frames and axes as ~/odometry, the
+    twist from the previous tracking pose; switched off or non-finite -> nothing."""
+    from c4d_core.types import TrackingPose
+
+    asm = cv.OutputAssembler(msgs, cv.OutputOptions(base_frame="camera_optical_frame"))
+    T1 = np.eye(4)
+    T2 = np.eye(4)
+    T2[2, 3] = 0.1  # 0.1 m along the optical axis = body x
+    assert asm.assemble_tracking(TrackingPose(1_000_000_000, T1, 40, 0)) != []
+    (topic, msg), = asm.assemble_tracking(TrackingPose(1_100_000_000, T2, 40, 0))
+    back = roundtrip(ts, msg)
+    assert topic == "odometry/tracking" and cv.stamp_to_ns(back.header.stamp) == 1_100_000_000
+    assert back.header.frame_id == "odom" and back.child_frame_id == "camera_optical_frame"
+    p = back.pose.pose.position
+    np.testing.assert_allclose([p.x, p.y, p.z], [0.1, 0.0, 0.0], atol=1e-12)
+    # the base is the optical frame: 1 m/s along its z axis
+    v = back.twist.twist.linear
+    np.testing.assert_allclose([v.x, v.y, v.z], [0.0, 0.0, 1.0], atol=1e-9)
+    bad = np.full((4, 4), np.nan)
+    assert asm.assemble_tracking(TrackingPose(1_200_000_000, bad, 40, 0)) == []
+    asm.opt.tracking_odometry = False
+    assert asm.assemble_tracking(TrackingPose(1_300_000_000, T2, 40, 0)) == []

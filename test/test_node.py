@@ -14,7 +14,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 import ros_double
-from c4d_core.types import PointCloud, Tracks, WindowResult
+from c4d_core.types import PointCloud, TrackingPose, Tracks, WindowResult
 from c4d_ros import conversions as cv
 
 W_SIZE, STRIDE, H, W = 4, 2, 24, 32
@@ -35,9 +35,16 @@ class FakeEngine:
     def start(self, on_result, on_error=None):
         self.on_result, self.on_error, self.started = on_result, on_error, True
 
+    def set_pose_callback(self, on_pose):
+        self.on_pose = on_pose
+
     def submit(self, frame):
         self.frames.append(frame)
         n = len(self.frames)
+        if self._emitted and getattr(self, "on_pose", None) is not None:  # a tracking pose once a window is solved
+            T = np.eye(4)
+            T[2, 3] = (n - 1) * 0.05
+            self.on_pose(TrackingPose(frame.stamp_ns, T, 30, self._emitted - 1))
         if n >= W_SIZE and (n - W_SIZE) % STRIDE == 0:
             self.on_result(self._window(self.frames[-STRIDE:], n))
         return True
@@ -165,6 +172,11 @@ def test_node_publishes_everything_with_image_stamps(ros, ts):
     np.testing.assert_allclose(last[:3, 3], [0.45, 0, 0], atol=1e-9)
     assert len(topics["~/path"][-1].poses) == 8
     assert topics["~/odometry"][-1].child_frame_id == "camera_optical_frame"
+    # low-latency tracking poses: every frame after the first window, as it arrived (before its own window)
+    trk = [roundtrip(ts, m) for m in topics["~/odometry/tracking"]]
+    assert [cv.stamp_to_ns(m.header.stamp) for m in trk] == stamps[4:]
+    assert trk[-1].header.frame_id == "odom" and trk[-1].child_frame_id == "camera_optical_frame"
+    np.testing.assert_allclose(trk[-1].pose.pose.position.x, 0.45, atol=1e-9)
     assert topics["~/depth"][0].encoding == "32FC1" and topics["~/motion_mask"][0].encoding == "mono8"
     assert topics["~/depth"][0].header.frame_id == "camera_optical_frame"
     assert topics["~/static_cloud"][0].header.frame_id == "odom"

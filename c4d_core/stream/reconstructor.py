@@ -35,7 +35,7 @@ import numpy as np
 from ..config import C4DConfig
 from ..device import resolve_device
 from ..errors import C4DError, ConfigError, InputError, OptimizationError
-from ..types import Frame, PointCloud, Tracks, WindowResult
+from ..types import Frame, PointCloud, TrackingPose, Tracks, WindowResult
 from .chaining import Sim3, align_window_to_world, apply_sim3_to_poses
 from .frames import FrameSelector, PreparedFrame, check_not_degenerate, prepare_frame
 from .map import PathHistory, StaticMap
@@ -61,6 +61,23 @@ class _WindowJob:
     error: Optional[BaseException] = None
     between: list = field(default_factory=list)  # (index, stamp_ns) of the tracked frames reported with it
     between_tracks: Optional[Tracks] = None
+
+
+@dataclass
+class _TrackMap:
+    """The last solved window's static tracks in 3D, which pose the arriving frames (tracking poses)."""
+
+    ids: np.ndarray  # (M,) sorted
+    xyz: np.ndarray  # M 3, world frame
+    K: np.ndarray  # 3 3, processing resolution
+    stamp_ns: int  # the window's newest keyframe and its pose (the first prior)
+    T_world_cam: np.ndarray
+    window_index: int
+
+    @property
+    def depth_m(self) -> float:
+        """Median distance of the points from the newest keyframe (scale of the plausibility gate)."""
+        return float(np.median(np.linalg.norm(self.xyz - self.T_world_cam[:3, 3], axis=1)))
 
 
 @dataclass
@@ -167,6 +184,7 @@ class Reconstructor:
         self._stop_requested = False
         self._flush_on_stop = True
         self._on_result: Optional[Callable[[WindowResult], None]] = None
+        self._on_pose: Optional[Callable[[TrackingPose], None]] = None
         self._on_error: Optional[Callable[[BaseException], None]] = None
         self._reset_state()
 
@@ -187,6 +205,7 @@ class Reconstructor:
         self._track_mobility: Dict[int, float] = {}  # track id -> track-level mobility in the last window
         self._scale_ratios: Deque[float] = collections.deque(maxlen=64)
         self._clear_between()
+        self._clear_tracking()
         self._selector.reset()
         with self._out_lock:
             self._map.clear()
@@ -256,6 +275,8 @@ class Reconstructor:
             t0 = time.perf_counter()
             self._tracker.add_frame(pf.index, pf.image)
             self._stats.add_stage("tracks", (time.perf_counter() - t0) * 1e3)
+            if self._on_pose is not None and self.cfg.stream.tracking_poses:
+                self._tracking_pose(pf, t_in)
             if not key:  # tracked only: posed when the window around it is solved
                 self._between.append((pf.index, pf.stamp_ns))
                 self._last_between = pf
@@ -344,7 +365,13 @@ class Reconstructor:
         self._segment_start = True
         self._reported_upto = self._next_index
         self._clear_between()
+        self._clear_tracking()
         self._tracker.reset()
+
+    def _clear_tracking(self) -> None:
+        """Forget the 3D tracks that pose arriving frames (a new world or segment waits for its first window)."""
+        self._track_map: Optional[_TrackMap] = None
+        self._tracking_last: list = []  # the last two tracking poses: (stamp_ns, T_world_cam)
 
     def _clear_between(self) -> None:
         for index, _ in getattr(self, "_between", []):
@@ -568,8 +595,11 @@ class Reconstructor:
         static_cloud, dynamic_cloud = self._fuse(images, T_world, K_sol, depth_w, conf, dyn, pos_new)
         self._stats.add_stage("fusion", (time.perf_counter() - t0) * 1e3)
         between = list(between or [])
-        T_between = self._pose_between(between, between_tracks, sol.tracks, xyz_tracks_w, frames, T_world, K_sol,
-                                       info)
+        pts_ids, pts_xyz = static_track_points(sol.tracks, xyz_tracks_w, self.cfg.motion.mobility_threshold)
+        T_between = self._pose_between(between, between_tracks, pts_ids, pts_xyz, frames, T_world, K_sol, info)
+        if len(pts_ids):  # the arriving frames are posed against this window's static tracks from now on
+            self._track_map = _TrackMap(pts_ids, pts_xyz, K_sol[-1].copy(), frames[-1].stamp_ns, T_world[-1].copy(),
+                                        self._window_index)
         sol_tracks: Tracks = sol.tracks
         tr = self._slice_tracks(sol_tracks, pos_new)
         keep_n = tr[1]
@@ -600,13 +630,13 @@ class Reconstructor:
                 self._path.append(stamp, T)
         return result
 
-    def _pose_between(self, between: list, tracks: Optional[Tracks], sol_tracks: Tracks, xyz_world: np.ndarray,
+    def _pose_between(self, between: list, tracks: Optional[Tracks], ids: np.ndarray, xyz: np.ndarray,
                       frames: List[PreparedFrame], T_world: np.ndarray, K: np.ndarray, info: dict) -> np.ndarray:
-        """``B 4 4`` world poses of the tracked frames ``between`` (see :mod:`c4d_core.stream.tracked`)."""
+        """``B 4 4`` world poses of the tracked frames ``between`` against the window's static tracks in 3D
+        (``ids``, ``xyz``; see :mod:`c4d_core.stream.tracked`)."""
         if not between:
             return np.zeros((0, 4, 4))
         t0 = time.perf_counter()
-        ids, xyz = static_track_points(sol_tracks, xyz_world, self.cfg.motion.mobility_threshold)
         stamps = np.array([f.stamp_ns for f in frames], np.int64)
         thr = 2.0 * self.cfg.stream.width / 320.0
         out = np.zeros((len(between), 4, 4))
@@ -630,6 +660,46 @@ class Reconstructor:
         self._stats.count("frames_interpolated", len(between) - n_pnp)
         self._stats.add_stage("tracked_poses", (time.perf_counter() - t0) * 1e3)
         return out
+
+    def set_pose_callback(self, on_pose: Optional[Callable[[TrackingPose], None]]) -> None:
+        """Ask for a low-latency :class:`TrackingPose` of each arriving frame (``stream.tracking_poses``), called
+        from the thread that takes the frame (the worker, or the caller of :meth:`push`); None stops them."""
+        self._on_pose = on_pose
+
+    def _tracking_pose(self, pf: PreparedFrame, t_in: float) -> None:
+        """Pose a frame as it arrives: PnP of its tracks against the last solved window's static 3D tracks."""
+        m = self._track_map
+        if m is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            tr = self._tracker.get_tracks([pf.index])
+        except Exception as err:  # noqa: BLE001 - no tracking pose for this frame, the window's pose follows
+            log.debug("no tracks for the tracking pose of frame %d (%s)", pf.index, err)
+            return
+        last = [p for p in self._tracking_last if p[0] > m.stamp_ns]
+        ref = last[-1] if last else (m.stamp_ns, m.T_world_cam)
+        guess = ref[1]
+        step = 0.0
+        if len(last) == 2:  # constant velocity from the last two tracking poses
+            (s0, T0), (s1, T1) = last
+            a = (pf.stamp_ns - s1) / max(s1 - s0, 1)
+            guess = T1.copy()
+            guess[:3, 3] = T1[:3, 3] + a * (T1[:3, 3] - T0[:3, 3])
+            step = float(np.linalg.norm(guess[:3, 3] - T1[:3, 3]))
+        T, ok, n = pose_from_tracks(tr.ids, tr.xy[0], tr.visible[0], m.ids, m.xyz, m.K, guess,
+                                    max(3.0 * step, 0.1 * m.depth_m), 2.0 * self.cfg.stream.width / 320.0)
+        if not ok:
+            return
+        self._tracking_last = (self._tracking_last + [(pf.stamp_ns, T)])[-2:]
+        pose = TrackingPose(stamp_ns=pf.stamp_ns, T_world_cam=T, inliers=int(n), window_index=m.window_index)
+        now = time.perf_counter()
+        self._stats.add_stage("tracking_pose", (now - t0) * 1e3)
+        self._stats.add_tracking_pose((now - t_in) * 1e3)
+        try:
+            self._on_pose(pose)
+        except Exception:  # a broken callback must not stop the stream
+            log.exception("on_pose callback raised")
 
     def _warm_start(self, indices: List[int], overlap: List[int]) -> Any:
         if not overlap or self._segment_start:
@@ -756,16 +826,21 @@ class Reconstructor:
 
     # ------------------------------------------------------------------ worker mode
     def start(self, on_result: Callable[[WindowResult], None],
-              on_error: Optional[Callable[[BaseException], None]] = None) -> None:
+              on_error: Optional[Callable[[BaseException], None]] = None,
+              on_pose: Optional[Callable[[TrackingPose], None]] = None) -> None:
         """Start the worker thread; results and per-frame errors are delivered through the callbacks.
 
         With ``stream.pipeline`` a second thread solves each window while the worker goes on with the next frames
         (tracks, eager flow), so frames keep coming in during a solve; results arrive in order, from that thread.
-        A callback may call :meth:`reset` (applied at the next frame) but not :meth:`stop` or :meth:`flush`.
+        ``on_pose`` gets each frame's low-latency :class:`TrackingPose` from the worker (see
+        :meth:`set_pose_callback`). A callback may call :meth:`reset` (applied at the next frame) but not
+        :meth:`stop` or :meth:`flush`.
         """
         if self._worker is not None and self._worker.is_alive():
             raise C4DError("engine worker already running")
         self._on_result, self._on_error = on_result, on_error
+        if on_pose is not None:
+            self.set_pose_callback(on_pose)
         self._stop_requested = False
         self._pipelined = bool(self.cfg.stream.pipeline)
         self._pace.reset()

@@ -41,6 +41,7 @@ class EngineStats:
             self.frames_rejected = 0
             self.frames_tracked = 0  # between keyframes, posed by PnP
             self.frames_interpolated = 0  # between keyframes, pose interpolated (PnP failed)
+            self.tracking_poses = 0  # low-latency poses given as the frames arrived
             self.dropped = 0
             self.windows = 0
             self.windows_failed = 0
@@ -48,6 +49,7 @@ class EngineStats:
             self.resets = 0
             self.last_error = ""
             self._latency_ms: Deque[float] = collections.deque(maxlen=self._history)
+            self._tracking_latency_ms: Deque[float] = collections.deque(maxlen=self._history)
             self._done_times: Deque[float] = collections.deque(maxlen=self._history)
             self._posed_times: Deque[float] = collections.deque(maxlen=self._history)
             self._stage_ms: Dict[str, Deque[float]] = collections.defaultdict(
@@ -65,6 +67,12 @@ class EngineStats:
     def add_stage(self, stage: str, ms: float) -> None:
         with self._lock:
             self._stage_ms[stage].append(float(ms))
+
+    def add_tracking_pose(self, latency_ms: float) -> None:
+        """A low-latency tracking pose, ``latency_ms`` after its frame arrived."""
+        with self._lock:
+            self.tracking_poses += 1
+            self._tracking_latency_ms.append(float(latency_ms))
 
     def add_window(self, frames: int, latencies_ms: list[float], posed: Optional[int] = None) -> None:
         """A finished window: ``frames`` keyframes reported, ``posed`` frames with a pose (keyframes and tracked
@@ -90,6 +98,7 @@ class EngineStats:
         """A plain dict of the current figures (stage_ms are medians per window)."""
         with self._lock:
             lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(0)
+            tlat = np.array(self._tracking_latency_ms) if self._tracking_latency_ms else np.zeros(0)
             fps, posed_fps = (self._rate(t) for t in (self._done_times, self._posed_times))
             return {
                 "frames_in": self.frames_in,
@@ -107,6 +116,9 @@ class EngineStats:
                 "posed_fps": posed_fps,  # frames with a pose per second (keyframes and the frames between)
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
                 "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
+                "tracking_poses": self.tracking_poses,
+                "tracking_latency_ms_p50": float(np.percentile(tlat, 50)) if tlat.size else 0.0,
+                "tracking_latency_ms_p95": float(np.percentile(tlat, 95)) if tlat.size else 0.0,
                 "stage_ms": {k: float(np.median(v)) for k, v in self._stage_ms.items() if v},
                 "rss_mb": resident_memory_mb(),
                 "last_error": self.last_error,
