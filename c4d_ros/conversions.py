@@ -800,8 +800,9 @@ class OutputAssembler:
 
     Topics: ``tf`` (TFMessage), ``odometry``, ``pose``, ``path``, ``dynamic_cloud``, ``static_cloud``, ``tracks``,
     ``depth``, ``depth/camera_info``, ``motion_mask``; ``odometry/tracking`` from :meth:`assemble_tracking`. Poses
-    are published as ``T_odom_base = T_odom_world @ T_world_cam @ T_cam_base`` where ``T_odom_world = T_base_cam`` (odom coincides with the base at the first
-    frame, REP-105) and the world is the engine's optical world frame. With ``T_base_cam`` = :data:`T_BODY_OPTICAL`
+    are published as ``T_odom_base = T_odom_world @ T_world_cam @ T_cam_base`` where ``T_odom_world =
+    T_base_cam`` (odom coincides with the base at the first frame, REP-105) and the world is the engine's optical
+    world frame. With ``T_base_cam`` = :data:`T_BODY_OPTICAL`
     (base frame is the camera optical frame, or a camera_link-style body frame), odom has REP-103 body axes.
     """
 
