@@ -431,3 +431,32 @@ def test_tracking_poses_from_the_pipelined_worker_with_keyframes(seq):
     assert len(poses) >= 20 and all(p.stamp_ns in refined for p in poses)
     err = [np.abs(p.T_world_cam - refined[p.stamp_ns]).max() for p in poses]
     assert max(err) < 3e-3
+
+
+def test_a_window_waiting_for_the_solver_is_reported_before_a_stream_break(long_seq):
+    """Live, slow solver: a window waits for the solver while the worker goes on; stamps going backwards (a bag
+    loop) then report every frame of the old world exactly once, before the new world's results."""
+    seq = long_seq
+
+    class SlowOracle(OracleProcessor):
+        def process(self, *a, **k):
+            time.sleep(0.3)
+            return super().process(*a, **k)
+
+    eng = Reconstructor(_cfg("stream.mode=live", "stream.queue_size=128", "stream.keyframe_every_max=3"),
+                        processor=SlowOracle(seq), tracker=OracleTracker(seq))
+    got, errors = [], []
+    eng.start(got.append, errors.append)
+    for i in range(40):  # 40 frames at once: windows pile up behind the solver
+        eng.submit(Frame(seq.images[i], int(seq.stamps_ns[i]), seq.K))
+    loop = [Frame(seq.images[i], int(seq.stamps_ns[i]) - 10**9, seq.K) for i in range(12)]
+    for f in loop:
+        eng.submit(f)
+    eng.stop(flush=True, timeout=30)
+    assert not errors
+    cut = next(k for k in range(1, len(got)) if got[k].reset)  # (the very first result starts a world too)
+    first = got[:cut]
+    old = sorted(int(s) for r in first for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
+    assert old == [int(s) for s in seq.stamps_ns[:40]]
+    new = sorted(int(s) for r in got[len(first):] for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
+    assert new == [f.stamp_ns for f in loop] and got[len(first)].reset
