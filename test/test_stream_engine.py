@@ -347,7 +347,7 @@ def _keyframe_gaps(results, seq):
     return [b - a for a, b in zip(keys, keys[1:])]
 
 
-def test_live_keyframe_step_follows_a_slow_solver_and_every_frame_is_posed(long_seq):
+def test_live_keyframe_step_follows_a_slow_solver_and_every_frame_is_posed(long_seq, caplog):
     """Live auto mode, pipelined worker: a solver slower than the window period raises the keyframe step (up to
     stream.keyframe_every_max) instead of letting the input queue drop frames; every frame is still reported, once."""
     seq = long_seq
@@ -363,6 +363,8 @@ def test_live_keyframe_step_follows_a_slow_solver_and_every_frame_is_posed(long_
     st = eng.stats()
     # 1.25 x 0.4 s over 4 new keyframes at <= 100 Hz: >= 13 frames per keyframe, capped at 8
     assert st["keyframe_step"] == 8 and st["dropped"] == 0
+    assert st["keyframe_step_needed"] > 8  # beyond the cap: a warning says what to do
+    assert any("cannot keep up" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     gaps = _keyframe_gaps(got, seq)
     assert gaps[0] == 3 and max(gaps) == 8  # starts at the base step (3 in live mode), never beyond the cap
     reported = sorted(int(s) for r in got for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))

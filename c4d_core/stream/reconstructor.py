@@ -160,6 +160,7 @@ class Reconstructor:
         self._kf_max = max(self._kf_step, min(sc.keyframe_every_max, fit)) if auto and sc.mode == "live" \
             else self._kf_step
         self._pace = KeyframePacer(self._kf_step, self._kf_max, sc.window_stride)
+        self._saturation_logged = -1e9
         self._processor = processor
         self._tracker = tracker
         self._selector = FrameSelector(self.cfg.stream)
@@ -464,6 +465,16 @@ class Reconstructor:
             if new != old:
                 log.info("keyframe step %d -> %d (solve %.2f s per window, %.1f frames/s coming in)", old, new,
                          self._pace.solve_s, 1.0 / max(self._pace.frame_dt_s, 1e-6))
+            saturated = self._pace.adaptive and self._pace.needed() > self._pace.max_step
+            now = time.monotonic()
+            if saturated and now - self._saturation_logged > 30.0:
+                self._saturation_logged = now
+                log.warning("the window solver cannot keep up even with a keyframe every %d frames (it needs %d: "
+                            "%.2f s per window); frames will be dropped. Lower stream.width/height, thin the input "
+                            "(stream.every_nth / target_rate_hz), or raise stream.keyframe_every_max with "
+                            "tracker.history_frames", self._pace.max_step, self._pace.needed(), self._pace.solve_s)
+            if self._pending_job is not None:
+                self._stats.count("solver_waits")
             while self._pending_job is not None:
                 self._job_cv.wait()
             if self._solver_busy:
@@ -821,6 +832,7 @@ class Reconstructor:
             "map_points": self._map_size(),
             "queue": len(self._queue),
             "keyframe_step": self._pace.step,
+            "keyframe_step_needed": self._pace.needed() if self._pace.adaptive else self._pace.step,
         })
         return s
 

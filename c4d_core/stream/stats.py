@@ -42,6 +42,7 @@ class EngineStats:
             self.frames_tracked = 0  # between keyframes, posed by PnP
             self.frames_interpolated = 0  # between keyframes, pose interpolated (PnP failed)
             self.tracking_poses = 0  # low-latency poses given as the frames arrived
+            self.solver_waits = 0  # the worker waited for the solver (two windows ready): the input queue may drop
             self.dropped = 0
             self.windows = 0
             self.windows_failed = 0
@@ -117,6 +118,7 @@ class EngineStats:
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
                 "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
                 "tracking_poses": self.tracking_poses,
+                "solver_waits": self.solver_waits,
                 "tracking_latency_ms_p50": float(np.percentile(tlat, 50)) if tlat.size else 0.0,
                 "tracking_latency_ms_p95": float(np.percentile(tlat, 95)) if tlat.size else 0.0,
                 "stage_ms": {k: float(np.median(v)) for k, v in self._stage_ms.items() if v},
