@@ -106,6 +106,8 @@ def test_outputs_match_ground_truth(replayed, scene):
     flat = json.dumps(metrics)
     assert "iou" in flat.lower()
     assert summary["metrics"]
+    pt = metrics["pose_tracking"]  # the tracking poses scored like the trajectory
+    assert pt["matched"] == summary["tracking_poses"] and pt["ate"]["rmse"] < 1e-3 * pt["gt_path_length"] + 1e-6
 
 
 def test_trajectory_metric_from_bag_tf(replayed):

@@ -291,7 +291,8 @@ def score_directory(pred_dir, gt_dir, align: str = "sim3", max_diff_s: float = 0
         track_align: alignment of 3D tracks (``sim3``).
         match_px: position tolerance when tracks are matched by position.
     Returns:
-        ``{"pose": {ate, rpe_<d>f, matched, ...}, "depth": {all, static, dynamic, scale, ...}, "masks": {...},
+        ``{"pose": {ate, rpe_<d>f, matched, ...}, "pose_tracking": (the same for ``trajectory_tracking.tum``),
+        "depth": {all, static, dynamic, scale, ...}, "masks": {...},
         "tracks2d": {aj, delta_avg, oa, ...}, "tracks3d": {epe_mean, ...}, "skipped": {part: reason}}``; parts
         that could not be scored are absent.
     Raises:
@@ -312,6 +313,17 @@ def score_directory(pred_dir, gt_dir, align: str = "sim3", max_diff_s: float = 0
             raise InputError(f"{ft_p}: {exc}") from exc
     else:
         skipped["pose"] = "no trajectory.tum in " + ("prediction" if not ft_p.is_file() else "ground truth")
+    ft_t = pred / "trajectory_tracking.tum"  # the low-latency tracking poses, where the replay wrote them
+    if ft_t.is_file() and ft_g.is_file():
+        rows = [ln for ln in ft_t.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if len(rows) >= 3:
+            try:
+                out["pose_tracking"] = pose_metrics(read_tum(ft_t), read_tum(ft_g), align, max_diff_s,
+                                                    (rpe_delta,))
+            except InputError as exc:
+                raise InputError(f"{ft_t}: {exc}") from exc
+        else:
+            skipped["pose_tracking"] = f"{len(rows)} tracking poses in {ft_t.name}"
     dep = _score_depth(pred, gt, depth_align, depth_per, max_depth, min_depth, skipped)
     if dep is not None:
         out["depth"] = dep
