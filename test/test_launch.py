@@ -69,7 +69,8 @@ def test_rviz_config_matches_node_topics():
     assert vm["Global Options"]["Fixed Frame"] == "odom"
     disp = {d["Class"]: d for d in vm["Displays"]}
     topics = {d["Topic"]["Value"] for d in vm["Displays"] if "Topic" in d}
-    for t in ("static_cloud", "dynamic_cloud", "tracks", "path", "depth", "motion_mask"):
+    for t in ("static_cloud", "dynamic_cloud", "tracks", "path", "depth", "motion_mask", "odometry",
+              "odometry/tracking"):
         assert f"/c4d_node/{t}" in topics, t
     assert "rviz_default_plugins/TF" in disp
     static = next(d for d in vm["Displays"] if "Topic" in d and d["Topic"]["Value"].endswith("static_cloud"))
