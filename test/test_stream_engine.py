@@ -361,12 +361,13 @@ def test_live_keyframe_step_follows_a_slow_solver_and_every_frame_is_posed(long_
                         tracker=OracleTracker(seq))
     got = _worker_results(eng, seq, range(120), gap_s=0.01)
     st = eng.stats()
-    # 1.25 x 0.4 s over 4 new keyframes at <= 100 Hz: >= 13 frames per keyframe, capped at 8
-    assert st["keyframe_step"] == 8 and st["dropped"] == 0
-    assert st["keyframe_step_needed"] > 8  # beyond the cap: a warning says what to do
-    assert any("cannot keep up" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    # 1.25 x 0.4 s over 4 new keyframes at <= 100 Hz: >= 13 frames per keyframe, capped at 8 (>= 6 even if a
+    # loaded machine submits at 60 Hz only)
+    assert 6 <= st["keyframe_step"] <= 8 and st["dropped"] == 0
+    if st["keyframe_step_needed"] > 8:  # beyond the cap: a warning says what to do
+        assert any("cannot keep up" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     gaps = _keyframe_gaps(got, seq)
-    assert gaps[0] == 3 and max(gaps) == 8  # starts at the base step (3 in live mode), never beyond the cap
+    assert gaps[0] == 3 and 6 <= max(gaps) <= 8  # starts at the base step (3 in live mode), never beyond the cap
     reported = sorted(int(s) for r in got for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
     assert reported == [int(s) for s in seq.stamps_ns]
     assert all(r.valid for r in got)
@@ -430,7 +431,9 @@ def test_tracking_poses_from_the_pipelined_worker_with_keyframes(seq):
         time.sleep(0.003)
     eng.stop(flush=True, timeout=20)
     refined = {t: T for r in got for t, T, _ in r.poses_in_order()}
-    assert len(poses) >= 20 and all(p.stamp_ns in refined for p in poses)
+    # (how many depends on when the first window's solve ends on the solver thread: frames 15-39 can get one)
+    stamps = [p.stamp_ns for p in poses]
+    assert len(poses) >= 8 and stamps == sorted(set(stamps)) and all(s in refined for s in stamps)
     err = [np.abs(p.T_world_cam - refined[p.stamp_ns]).max() for p in poses]
     assert max(err) < 3e-3
 
