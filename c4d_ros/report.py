@@ -254,6 +254,7 @@ HEADLINE_METRICS = (
     ("ATE RMSE (Sim3)", "pose.ate.rmse"),
     ("GT path length", "pose.gt_path_length"),
     ("RPE rotation deg/frame", "pose.rpe_1f.rot_deg.mean"),
+    ("tracking-pose ATE RMSE (low latency)", "pose_tracking.ate.rmse"),
     ("depth Abs Rel (static)", "depth.static.abs_rel"),
     ("depth delta<1.25", "depth.all.delta1"),
     ("motion-mask IoU", "masks.iou_mean"),
@@ -285,7 +286,8 @@ def write_report(out_dir: str | Path, metrics: Optional[Mapping[str, Any]] = Non
     sections: List[str] = []
     summ = summary or {}
     rows = [(k, summ.get(k)) for k in ("input", "kind", "image_topic", "frames_in", "frames_out", "frames_invalid",
-                                       "windows", "wall_s", "fps", "completed", "error") if k in summ]
+                                       "tracking_poses", "windows", "wall_s", "fps", "completed", "error")
+            if k in summ]
     if rows:
         sections.append("<h2>Run</h2><table>" + "".join(
             f"<tr><th>{html.escape(k)}</th><td class=v>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>")
