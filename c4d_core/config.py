@@ -239,6 +239,9 @@ class StreamConfig(_Section):
                          lo=1)
     pipeline: bool = _f(True, "worker mode: solve each window on a second thread while the worker takes the next "
                               "frames (tracks, eager flow), so frames keep being processed during a solve")
+    solver_nice: int = _f(10, "worker mode: niceness added to the window solver's thread (Linux), so that the "
+                              "worker tracking every frame gets the CPU first (lower tracking-pose latency, fewer "
+                              "drops; the solver's pace sets the keyframe step); 0 = same priority", lo=0, hi=19)
     rectified: bool = _f(False, "input images are already rectified: ignore CameraInfo distortion")
     eager_flow: bool = _f(True, "compute each kept frame's pair-graph flows as it arrives instead of all at the "
                                 "window's last frame (same results; that frame's result comes ~0.2 s sooner at "

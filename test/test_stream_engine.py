@@ -1,5 +1,6 @@
 """The streaming engine on synthetic streams: continuity across windows, scale, ids, bounded map, errors, threads."""
 
+import os
 import threading
 import time
 
@@ -465,3 +466,31 @@ def test_a_window_waiting_for_the_solver_is_reported_before_a_stream_break(long_
     assert old == [int(s) for s in seq.stamps_ns[:40]]
     new = sorted(int(s) for r in got[len(first):] for s in list(r.stamps_ns) + list(r.tracked_stamps_ns))
     assert new == [f.stamp_ns for f in loop] and got[len(first)].reset
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority") or not hasattr(threading, "get_native_id"),
+                    reason="per-thread priority is Linux-only")
+def test_solver_thread_yields_the_cpu_to_the_worker(seq):
+    """stream.solver_nice: the solver thread runs at a higher niceness than the worker that tracks every frame."""
+    seen = {}
+
+    def prio():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    class SpyOracle(OracleProcessor):
+        def process(self, *a, **k):
+            seen.setdefault("solver", prio())
+            return super().process(*a, **k)
+
+    class SpyTracker(OracleTracker):
+        def add_frame(self, frame_index, image):
+            seen.setdefault("worker", prio())
+            super().add_frame(frame_index, image)
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice, want in ((10, min(19, base + 10)), (0, base)):
+        seen.clear()
+        eng = Reconstructor(_cfg("stream.queue_size=64", f"stream.solver_nice={nice}"), processor=SpyOracle(seq),
+                            tracker=SpyTracker(seq))
+        _worker_results(eng, seq, range(12))
+        assert seen == {"worker": base, "solver": want}

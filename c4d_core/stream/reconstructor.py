@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -485,6 +486,13 @@ class Reconstructor:
         self._jobs.put(job)
 
     def _solver_loop(self) -> None:
+        nice = int(self.cfg.stream.solver_nice)
+        if nice > 0 and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+            try:  # on Linux a thread is a schedulable task of its own: only this one yields to the worker
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                               min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+            except OSError as err:
+                log.debug("solver thread priority unchanged (%s)", err)
         job = None
         while True:
             if job is None:
