@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
-__all__ = ["thread_map"]
+__all__ = ["thread_map", "start_pool"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -25,6 +25,25 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         if pool is None:
             pool = _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="c4d-pair")
         return pool
+
+
+def start_pool(workers: int) -> None:
+    """Create the shared pool of ``workers`` threads now, from the calling thread.
+
+    A new thread inherits the scheduling priority of the thread that starts it, and the pool starts its threads
+    lazily, from whichever thread first submits work. A streaming engine lowers its solver thread's priority
+    (``stream.solver_nice``); started from there, the pool's threads would run at that priority for the rest of
+    the process, every later caller included. The engine calls this at construction instead.
+    """
+    if workers <= 1:
+        return
+    pool = _pool(int(workers))
+    go = threading.Event()
+    # each task waits, so every submit finds no idle thread and the pool starts another, up to ``workers``
+    futures = [pool.submit(go.wait, 5.0) for _ in range(int(workers))]
+    go.set()
+    for f in futures:
+        f.result()
 
 
 def thread_map(fn: Callable[[_T], _R], items: Iterable[_T], workers: int) -> list[_R]:

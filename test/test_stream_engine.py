@@ -471,7 +471,8 @@ def test_a_window_waiting_for_the_solver_is_reported_before_a_stream_break(long_
 @pytest.mark.skipif(not hasattr(os, "getpriority") or not hasattr(threading, "get_native_id"),
                     reason="per-thread priority is Linux-only")
 def test_solver_thread_yields_the_cpu_to_the_worker(seq):
-    """stream.solver_nice: the solver thread runs at a higher niceness than the worker that tracks every frame."""
+    """stream.solver_nice: the solver thread runs at a higher niceness than the worker that tracks every frame (and
+    than the shared pool's threads, which a later caller of any priority uses)."""
     seen = {}
 
     def prio():
@@ -479,7 +480,10 @@ def test_solver_thread_yields_the_cpu_to_the_worker(seq):
 
     class SpyOracle(OracleProcessor):
         def process(self, *a, **k):
+            from c4d_core.parallel import thread_map
+
             seen.setdefault("solver", prio())
+            seen.setdefault("pool", set(thread_map(lambda _: prio(), range(8), 2)))
             return super().process(*a, **k)
 
     class SpyTracker(OracleTracker):
@@ -493,4 +497,5 @@ def test_solver_thread_yields_the_cpu_to_the_worker(seq):
         eng = Reconstructor(_cfg("stream.queue_size=64", f"stream.solver_nice={nice}"), processor=SpyOracle(seq),
                             tracker=SpyTracker(seq))
         _worker_results(eng, seq, range(12))
-        assert seen == {"worker": base, "solver": want}
+        # the shared pool's threads were started by the engine, not by the solver: they keep the base priority
+        assert seen == {"worker": base, "solver": want, "pool": {base}}

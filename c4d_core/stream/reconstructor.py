@@ -143,6 +143,10 @@ class Reconstructor:
             processor.flow_estimator()
             processor.pointmap_predictor()
             processor.warm_up()
+        from ..parallel import start_pool
+
+        for workers in {self.cfg.flow.workers, self.cfg.motion.workers, self.cfg.optim.workers}:
+            start_pool(workers)  # from this thread, not from the lower-priority solver thread (see start_pool)
         if tracker is None:
             from ..correspondence import make_point_tracker
 
