@@ -337,6 +337,7 @@ class ReplayOutputs:
                                  tr.visible[k].copy(), np.asarray(result.tracks_xyz_world[k], np.float32).copy(),
                                  None if tr.mobility is None else np.asarray(tr.mobility[k], np.float32).copy()))
         self._tum.flush()
+        self._tum_tracking.flush()
 
     def add_tracking(self, pose: Any) -> None:
         """A low-latency tracking pose as the engine gives it: ``~/odometry/tracking`` and a line of
