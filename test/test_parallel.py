@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,3 +98,30 @@ def test_parallel_blend_weights_equal_sequential():
     i1, w1 = blend_weights(uv, ok, 30, 40, neighbours=6, workers=1)
     i2, w2 = blend_weights(uv, ok, 30, 40, neighbours=6, workers=2)
     assert torch.equal(i1, i2) and torch.equal(w1, w2)  # the weights themselves: test_optim_sfm
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"),
+                    reason="per-thread priority is Linux-only")
+@pytest.mark.parametrize("started", [True, False])
+def test_pool_threads_keep_the_priority_of_the_thread_that_started_the_pool(started):
+    """A new thread inherits its starter's priority: started by the engine (``start_pool``), the pool's threads
+    stay at the process priority even when a lower-priority thread (the solver) uses the pool first."""
+    code = f"""
+import os, threading
+from c4d_core.parallel import start_pool, thread_map
+if {started}:
+    start_pool(2)
+prio = lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+base, seen = prio(), {{}}
+def niced():
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, base + 5))
+    seen["pool"] = set(thread_map(lambda _: prio(), range(8), 2))
+t = threading.Thread(target=niced)
+t.start()
+t.join()
+print("BASE" if seen["pool"] == {{base}} else "NICED")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("BASE" if started else "NICED")
