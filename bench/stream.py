@@ -84,9 +84,7 @@ def run(frames: int = 300, width: int = 320, height: int = 240, clip: int = 120,
         est.update((t, T) for t, T, _ in res.poses_in_order())
     wall = time.perf_counter() - t_start
     keys = sorted(est)
-    c_gt = np.stack([gt[s][:3, 3] for s in keys])
-    ate = float(ate_metric(np.stack([est[s] for s in keys]), np.stack([gt[s] for s in keys]), align="sim3")["rmse"])
-    length = float(np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum())
+    ate, length = _ate_and_length(est, gt)
     st = eng.stats()
     return {"frames": frames, "width": width, "height": height, "threads": threads,
             "window_size": cfg.stream.window_size, "window_stride": cfg.stream.window_stride,
@@ -151,10 +149,7 @@ def run_live(frames: int = 600, width: int = 320, height: int = 240, clip: int =
            "latency_ms_p95": st["latency_ms_p95"], "windows_failed": st["windows_failed"],
            "errors": len(errors), "engine_stats": st}
     if len(keys) >= 3:
-        c_gt = np.stack([gt[s][:3, 3] for s in keys])
-        ate = float(ate_metric(np.stack([est[s] for s in keys]), np.stack([gt[s] for s in keys]),
-                               align="sim3")["rmse"])
-        length = float(np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum())
+        ate, length = _ate_and_length(est, gt)
         out.update({"ate": ate, "path_length": length, "ate_over_path_length": ate / max(length, 1e-12)})
     out.update(_tracking_figures(fast, gt, st))
     return out
@@ -164,14 +159,19 @@ def _tracking_figures(fast: dict, gt: dict, st: dict) -> dict:
     """The low-latency tracking poses: how many, how soon after their frame arrived, ATE / path over them."""
     out = {"tracking_poses": len(fast), "tracking_latency_ms_p50": st.get("tracking_latency_ms_p50"),
            "tracking_latency_ms_p95": st.get("tracking_latency_ms_p95")}
-    keys = sorted(fast)
-    if len(keys) >= 3:
-        c_gt = np.stack([gt[s][:3, 3] for s in keys])
-        ate = float(ate_metric(np.stack([fast[s] for s in keys]), np.stack([gt[s] for s in keys]),
-                               align="sim3")["rmse"])
-        out["tracking_ate_over_path_length"] = ate / max(float(np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum()),
-                                                         1e-12)
+    if len(fast) >= 3:
+        ate, length = _ate_and_length(fast, gt)
+        out["tracking_ate_over_path_length"] = ate / max(length, 1e-12)
     return out
+
+
+def _ate_and_length(est: dict, gt: dict) -> tuple[float, float]:
+    """ATE RMSE (Sim(3)) of the poses ``est`` ({stamp: 4 4}) against ``gt`` and the ground-truth path length over
+    the same stamps."""
+    keys = sorted(est)
+    ate = float(ate_metric(np.stack([est[s] for s in keys]), np.stack([gt[s] for s in keys]), align="sim3")["rmse"])
+    c_gt = np.stack([gt[s][:3, 3] for s in keys])
+    return ate, float(np.linalg.norm(np.diff(c_gt, axis=0), axis=1).sum())
 
 
 def main(argv=None) -> dict:

@@ -74,11 +74,10 @@ class _TrackMap:
     stamp_ns: int  # the window's newest keyframe and its pose (the first prior)
     T_world_cam: np.ndarray
     window_index: int
+    depth_m: float = 0.0  # median distance of the points from that keyframe (scale of the plausibility gate)
 
-    @property
-    def depth_m(self) -> float:
-        """Median distance of the points from the newest keyframe (scale of the plausibility gate)."""
-        return float(np.median(np.linalg.norm(self.xyz - self.T_world_cam[:3, 3], axis=1)))
+    def __post_init__(self) -> None:
+        self.depth_m = float(np.median(np.linalg.norm(self.xyz - self.T_world_cam[:3, 3], axis=1)))
 
 
 @dataclass
@@ -661,7 +660,7 @@ class Reconstructor:
             return np.zeros((0, 4, 4))
         t0 = time.perf_counter()
         stamps = np.array([f.stamp_ns for f in frames], np.int64)
-        thr = 2.0 * self.cfg.stream.width / 320.0
+        thr = self._pnp_threshold_px
         out = np.zeros((len(between), 4, 4))
         n_pnp = 0
         for k, (_, stamp) in enumerate(between):
@@ -683,6 +682,11 @@ class Reconstructor:
         self._stats.count("frames_interpolated", len(between) - n_pnp)
         self._stats.add_stage("tracked_poses", (time.perf_counter() - t0) * 1e3)
         return out
+
+    @property
+    def _pnp_threshold_px(self) -> float:
+        """RANSAC PnP inlier threshold of tracked frames: 2 px at 320 px width."""
+        return 2.0 * self.cfg.stream.width / 320.0
 
     def set_pose_callback(self, on_pose: Optional[Callable[[TrackingPose], None]]) -> None:
         """Ask for a low-latency :class:`TrackingPose` of each arriving frame (``stream.tracking_poses``), called
@@ -711,7 +715,7 @@ class Reconstructor:
             guess[:3, 3] = T1[:3, 3] + a * (T1[:3, 3] - T0[:3, 3])
             step = float(np.linalg.norm(guess[:3, 3] - T1[:3, 3]))
         T, ok, n = pose_from_tracks(tr.ids, tr.xy[0], tr.visible[0], m.ids, m.xyz, m.K, guess,
-                                    max(3.0 * step, 0.1 * m.depth_m), 2.0 * self.cfg.stream.width / 320.0)
+                                    max(3.0 * step, 0.1 * m.depth_m), self._pnp_threshold_px)
         if not ok:
             return
         self._tracking_last = (self._tracking_last + [(pf.stamp_ns, T)])[-2:]

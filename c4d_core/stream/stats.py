@@ -25,6 +25,10 @@ def resident_memory_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _percentile(values: Deque[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else 0.0
+
+
 class EngineStats:
     """Thread-safe counters and rolling histories (the last ``history`` samples) for the engine."""
 
@@ -98,8 +102,6 @@ class EngineStats:
     def snapshot(self) -> dict:
         """A plain dict of the current figures (stage_ms are medians per window)."""
         with self._lock:
-            lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(0)
-            tlat = np.array(self._tracking_latency_ms) if self._tracking_latency_ms else np.zeros(0)
             fps, posed_fps = (self._rate(t) for t in (self._done_times, self._posed_times))
             return {
                 "frames_in": self.frames_in,
@@ -115,12 +117,12 @@ class EngineStats:
                 "resets": self.resets,
                 "fps": fps,  # keyframes (frames reconstructed) per second
                 "posed_fps": posed_fps,  # frames with a pose per second (keyframes and the frames between)
-                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else 0.0,
-                "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else 0.0,
+                "latency_ms_p50": _percentile(self._latency_ms, 50),
+                "latency_ms_p95": _percentile(self._latency_ms, 95),
                 "tracking_poses": self.tracking_poses,
                 "solver_waits": self.solver_waits,
-                "tracking_latency_ms_p50": float(np.percentile(tlat, 50)) if tlat.size else 0.0,
-                "tracking_latency_ms_p95": float(np.percentile(tlat, 95)) if tlat.size else 0.0,
+                "tracking_latency_ms_p50": _percentile(self._tracking_latency_ms, 50),
+                "tracking_latency_ms_p95": _percentile(self._tracking_latency_ms, 95),
                 "stage_ms": {k: float(np.median(v)) for k, v in self._stage_ms.items() if v},
                 "rss_mb": resident_memory_mb(),
                 "last_error": self.last_error,
