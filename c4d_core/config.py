@@ -433,6 +433,10 @@ class OptimConfig(_Section):
     sfm_huber_px: float = _f(0.5, "tracks init: Huber scale of the bundle adjustment (pixels)", lo=0.0,
                              lo_open=True)
     sfm_max_tracks: int = _f(600, "tracks init: most static tracks in the bundle adjustment", lo=12)
+    sfm_trim_sigma: float = _f(3.0, "tracks init: after the bundle adjustment each track is cut at its first "
+                               "observation off by more than this many robust standard deviations of the "
+                               "residuals (a track that slid onto an occluding edge when its point was hidden), "
+                               "then adjusted again; 0 = off", lo=0.0)
     standstill_parallax_px: float = _f(0.1, "tracks init: when a pure rotation explains the window's static tracks "
                                        "within this median residual (pixels), the camera stands still: one camera "
                                        "centre for the window and the last window's depth (translation and depth "

@@ -580,7 +580,8 @@ class WindowProcessor:
                       par_rot, cfg.standstill_parallax_px)
         try:
             sfm = track_sfm(tracks.xy, tracks.visible, Kp, static, ba_iters=cfg.sfm_ba_iters,
-                            huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks)
+                            huber_px=cfg.sfm_huber_px, max_tracks=cfg.sfm_max_tracks,
+                            trim_sigma=cfg.sfm_trim_sigma)
         except InputError as err:
             if not (standstill and warm is not None and warm_frames):
                 raise

@@ -292,3 +292,37 @@ def test_track_sfm_window_over_a_camera_reversal():
     ate = np.sqrt(((s * c @ R.T + t - g) ** 2).sum(1).mean())
     path = np.linalg.norm(np.diff(g, axis=0), axis=1).sum()
     assert ate / path < 0.01
+
+
+def test_track_sfm_cuts_tracks_that_slide_after_an_occlusion():
+    """A KLT track whose point gets hidden slides along the occluding edge and stays "visible": a drift that grows
+    a little every frame. Cutting each track at its first observation beyond 3 robust sigmas and adjusting again
+    gives back the accuracy of the clean tracks."""
+    T = 10
+    uv, T_gt = _scene(T=T, N=300, noise=0.1, seed=4)
+    rng = np.random.default_rng(5)
+    slide = rng.choice(uv.shape[1], 90, replace=False)
+    start = rng.integers(2, T - 2, slide.size)
+    direction = rng.normal(0, 1, (slide.size, 2))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    for k, n in enumerate(slide):
+        steps = np.clip(np.arange(T) - start[k], 0, None)[:, None]
+        uv[:, n] += 0.5 * steps * direction[k][None, :] * (1.0 + 0.5 * (n % 3))  # 0.5-1.0 px per frame
+    valid = np.ones(uv.shape[:2], bool)
+
+    def ate(res):
+        c, g = res.T_world_cam[:, :3, 3], T_gt[:, :3, 3]
+        s, R, t = umeyama_np(c, g)
+        return np.sqrt(((s * c @ R.T + t - g) ** 2).sum(1).mean()) / np.linalg.norm(np.diff(g, axis=0), axis=1).sum()
+
+    plain = sfm.track_sfm(uv, valid, K, ba_iters=15, huber_px=0.5)
+    cut = sfm.track_sfm(uv, valid, K, ba_iters=15, huber_px=0.5, trim_sigma=3.0)
+    clean_uv, _ = _scene(T=T, N=300, noise=0.1, seed=4)
+    clean = sfm.track_sfm(clean_uv, valid, K, ba_iters=15, huber_px=0.5)
+    # measured: 0.0033 plain, 0.0007 cut, 0.0005 on the clean tracks
+    assert ate(cut) < 0.5 * ate(plain)
+    assert ate(cut) < 2.0 * ate(clean) + 1e-3
+    assert cut.rms_px < plain.rms_px
+    # on clean tracks the cut takes only the noise's tail and changes nothing that matters
+    clean_cut = sfm.track_sfm(clean_uv, valid, K, ba_iters=15, huber_px=0.5, trim_sigma=3.0)
+    assert ate(clean_cut) < 1.5 * ate(clean) + 2e-4

@@ -29,6 +29,7 @@ __all__ = ["TrackSfM", "LowParallaxError", "track_sfm", "rotation_parallax", "ch
 
 _MIN_POINTS = 12
 _GATE_PX = 8.0  # observations this far from their point's projection before the bundle adjustment are outliers
+_RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))  # median of a 2D isotropic Gaussian's norm, in sigmas
 
 
 @dataclass
@@ -218,9 +219,88 @@ def check_rotations(T_world_cam: np.ndarray, uv: np.ndarray, valid: np.ndarray, 
     return worst
 
 
+def _bundle_adjust(K: np.ndarray, uv: np.ndarray, obs_ok: np.ndarray, Rt: list, X: np.ndarray, ba_iters: int,
+                   huber_px: float) -> tuple:
+    """Sparse bundle adjustment (Huber) of the poses ``Rt`` (frame 0 fixed) and the points ``X`` seen at ``obs_ok``.
+
+    Returns ``(R T 3 3, t T 3, P M 3, err, obs_f, obs_q, pts_idx)``: the adjusted poses, the points of the tracks
+    ``pts_idx`` (those with an observation), each observation's reprojection error, frame and point row.
+    """
+    T = obs_ok.shape[0]
+    obs_f, obs_p = np.nonzero(obs_ok)
+    pts_idx = np.flatnonzero(obs_ok.any(0))
+    pmap = -np.ones(obs_ok.shape[1], np.int64)
+    pmap[pts_idx] = np.arange(len(pts_idx))
+    obs_q = pmap[obs_p]
+    obs_uv = uv[obs_f, obs_p]
+    nf = T - 1
+    x0 = np.concatenate([np.concatenate([Rotation.from_matrix(Rt[k][0]).as_rotvec(), Rt[k][1]])
+                         for k in range(1, T)] + [X[pts_idx].ravel()])
+
+    def unpack(x):
+        cam = x[:6 * nf].reshape(nf, 6)
+        R = np.concatenate([np.eye(3)[None], Rotation.from_rotvec(cam[:, :3]).as_matrix()])
+        tt = np.concatenate([np.zeros((1, 3)), cam[:, 3:]])
+        return R, tt, x[6 * nf:].reshape(-1, 3)
+
+    def resid(x):
+        R, tt, P = unpack(x)
+        Xc = np.einsum("oij,oj->oi", R[obs_f], P[obs_q]) + tt[obs_f]
+        z = np.maximum(Xc[:, 2], 1e-6)
+        u = K[0, 0] * Xc[:, 0] / z + K[0, 2]
+        v = K[1, 1] * Xc[:, 1] / z + K[1, 2]
+        return np.stack([u - obs_uv[:, 0], v - obs_uv[:, 1]], 1).ravel()
+
+    m_obs = len(obs_f)
+    cam_obs = obs_f > 0
+    rows2 = (2 * np.arange(m_obs)[:, None] + np.arange(2)[None]).astype(np.int64)  # m 2
+    cam_cols = 6 * (obs_f[cam_obs] - 1)[:, None] + np.arange(6)[None]             # mc 6
+    pt_cols = 6 * nf + 3 * obs_q[:, None] + np.arange(3)[None]                     # m 3
+    jr = np.concatenate([np.repeat(rows2[cam_obs], 6, axis=1).ravel(), np.repeat(rows2, 3, axis=1).ravel()])
+    jc = np.concatenate([np.tile(cam_cols, (1, 2)).ravel(), np.tile(pt_cols, (1, 2)).ravel()])
+
+    def jac(x):
+        """Analytic sparse Jacobian (``2M x P``) of :func:`resid` (rotation vectors through the left Jacobian)."""
+        cam = x[:6 * nf].reshape(nf, 6)
+        R, tt, P = unpack(x)
+        RP = np.einsum("oij,oj->oi", R[obs_f], P[obs_q])
+        Xc = RP + tt[obs_f]
+        z = np.maximum(Xc[:, 2], 1e-6)
+        Jp = np.zeros((m_obs, 2, 3))
+        Jp[:, 0, 0] = K[0, 0] / z
+        Jp[:, 0, 2] = -K[0, 0] * Xc[:, 0] / z ** 2
+        Jp[:, 1, 1] = K[1, 1] / z
+        Jp[:, 1, 2] = -K[1, 1] * Xc[:, 1] / z ** 2
+        w = cam[:, :3]
+        th = np.linalg.norm(w, axis=1)
+        small = th < 1e-8
+        ths = np.where(small, 1.0, th)
+        a = np.where(small, 0.5, (1 - np.cos(ths)) / ths ** 2)
+        b = np.where(small, 1.0 / 6.0, (ths - np.sin(ths)) / ths ** 3)
+        W_ = _skew(w)
+        Jl = np.eye(3)[None] + a[:, None, None] * W_ + b[:, None, None] * (W_ @ W_)  # nf 3 3
+        oc = obs_f[cam_obs] - 1
+        d_rot = -np.einsum("oij,ojk->oik", _skew(RP[cam_obs]), Jl[oc])               # mc 3 3
+        J_cam = np.concatenate([Jp[cam_obs] @ d_rot, Jp[cam_obs]], axis=2)           # mc 2 6
+        J_pt = Jp @ R[obs_f]                                                          # m 2 3
+        vals = np.concatenate([J_cam.ravel(), J_pt.ravel()])
+        return coo_matrix((vals, (jr, jc)), shape=(2 * m_obs, x0.size)).tocsr()
+
+    try:
+        res = least_squares(resid, x0, jac=jac, loss="huber", f_scale=huber_px, max_nfev=ba_iters,
+                            method="trf", x_scale="jac", tr_solver="lsmr")
+        x = res.x
+    except (ValueError, np.linalg.LinAlgError) as err:
+        log.debug("bundle adjustment failed (%s); PnP poses kept", err)
+        x = x0
+    R, tt, P = unpack(x)
+    err = np.linalg.norm(resid(x).reshape(-1, 2), axis=1)
+    return R, tt, P, err, obs_f, obs_q, pts_idx
+
+
 def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional[np.ndarray] = None,
               ba_iters: int = 15, huber_px: float = 1.0,
-              max_tracks: int = 400) -> TrackSfM:
+              max_tracks: int = 400, trim_sigma: float = 0.0) -> TrackSfM:
     """Poses of a window's frames from static 2D tracks.
 
     Incremental: the first frame and the frame with the widest parallax to it fix the geometry (essential matrix),
@@ -231,6 +311,8 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
         uv: ``T N 2`` track positions; valid: ``T N`` visibility; K: ``3 3``.
         static: ``N`` bool, tracks that may be used (all when None).
         max_tracks: most tracks used (the longest ones).
+        trim_sigma: > 0: after the bundle adjustment, each track is cut at its first observation off by more than
+            this many robust standard deviations of the residuals, and the bundle adjustment runs again.
     Returns:
         :class:`TrackSfM`. Raises :class:`InputError` when a frame cannot be registered.
     """
@@ -334,75 +416,25 @@ def track_sfm(uv: np.ndarray, valid: np.ndarray, K: np.ndarray, static: Optional
     tri &= keep
     obs_ok &= tri[None, :]
     # ---- bundle adjustment (frame 0 fixed)
-    obs_f, obs_p = np.nonzero(obs_ok)
-    pts_idx = np.flatnonzero(tri)
-    pmap = -np.ones(n, np.int64)
-    pmap[pts_idx] = np.arange(len(pts_idx))
-    obs_q = pmap[obs_p]
-    obs_uv = uv[obs_f, obs_p]
-    nf = T - 1
-    x0 = np.concatenate([np.concatenate([Rotation.from_matrix(Rt[k][0]).as_rotvec(), Rt[k][1]])
-                         for k in range(1, T)] + [X[pts_idx].ravel()])
-
-    def unpack(x):
-        cam = x[:6 * nf].reshape(nf, 6)
-        R = np.concatenate([np.eye(3)[None], Rotation.from_rotvec(cam[:, :3]).as_matrix()])
-        tt = np.concatenate([np.zeros((1, 3)), cam[:, 3:]])
-        return R, tt, x[6 * nf:].reshape(-1, 3)
-
-    def resid(x):
-        R, tt, P = unpack(x)
-        Xc = np.einsum("oij,oj->oi", R[obs_f], P[obs_q]) + tt[obs_f]
-        z = np.maximum(Xc[:, 2], 1e-6)
-        u = K[0, 0] * Xc[:, 0] / z + K[0, 2]
-        v = K[1, 1] * Xc[:, 1] / z + K[1, 2]
-        return np.stack([u - obs_uv[:, 0], v - obs_uv[:, 1]], 1).ravel()
-
-    m_obs = len(obs_f)
-    cam_obs = obs_f > 0
-    rows2 = (2 * np.arange(m_obs)[:, None] + np.arange(2)[None]).astype(np.int64)  # m 2
-    cam_cols = 6 * (obs_f[cam_obs] - 1)[:, None] + np.arange(6)[None]             # mc 6
-    pt_cols = 6 * nf + 3 * obs_q[:, None] + np.arange(3)[None]                     # m 3
-    jr = np.concatenate([np.repeat(rows2[cam_obs], 6, axis=1).ravel(), np.repeat(rows2, 3, axis=1).ravel()])
-    jc = np.concatenate([np.tile(cam_cols, (1, 2)).ravel(), np.tile(pt_cols, (1, 2)).ravel()])
-
-    def jac(x):
-        """Analytic sparse Jacobian (``2M x P``) of :func:`resid` (rotation vectors through the left Jacobian)."""
-        cam = x[:6 * nf].reshape(nf, 6)
-        R, tt, P = unpack(x)
-        RP = np.einsum("oij,oj->oi", R[obs_f], P[obs_q])
-        Xc = RP + tt[obs_f]
-        z = np.maximum(Xc[:, 2], 1e-6)
-        Jp = np.zeros((m_obs, 2, 3))
-        Jp[:, 0, 0] = K[0, 0] / z
-        Jp[:, 0, 2] = -K[0, 0] * Xc[:, 0] / z ** 2
-        Jp[:, 1, 1] = K[1, 1] / z
-        Jp[:, 1, 2] = -K[1, 1] * Xc[:, 1] / z ** 2
-        w = cam[:, :3]
-        th = np.linalg.norm(w, axis=1)
-        small = th < 1e-8
-        ths = np.where(small, 1.0, th)
-        a = np.where(small, 0.5, (1 - np.cos(ths)) / ths ** 2)
-        b = np.where(small, 1.0 / 6.0, (ths - np.sin(ths)) / ths ** 3)
-        W_ = _skew(w)
-        Jl = np.eye(3)[None] + a[:, None, None] * W_ + b[:, None, None] * (W_ @ W_)  # nf 3 3
-        oc = obs_f[cam_obs] - 1
-        d_rot = -np.einsum("oij,ojk->oik", _skew(RP[cam_obs]), Jl[oc])               # mc 3 3
-        J_cam = np.concatenate([Jp[cam_obs] @ d_rot, Jp[cam_obs]], axis=2)           # mc 2 6
-        J_pt = Jp @ R[obs_f]                                                          # m 2 3
-        vals = np.concatenate([J_cam.ravel(), J_pt.ravel()])
-        return coo_matrix((vals, (jr, jc)), shape=(2 * m_obs, x0.size)).tocsr()
-
-    try:
-        res = least_squares(resid, x0, jac=jac, loss="huber", f_scale=huber_px, max_nfev=ba_iters,
-                            method="trf", x_scale="jac", tr_solver="lsmr")
-        x = res.x
-    except (ValueError, np.linalg.LinAlgError) as err:
-        log.debug("bundle adjustment failed (%s); PnP poses kept", err)
-        x = x0
-    R, tt, P = unpack(x)
-    r = resid(x).reshape(-1, 2)
-    err = np.linalg.norm(r, axis=1)
+    R, tt, P, err, obs_f, obs_q, pts_idx = _bundle_adjust(K, uv, obs_ok, Rt, X, ba_iters, huber_px)
+    if trim_sigma > 0 and err.size:
+        # a KLT track whose point got occluded (by a mover, or by the scene as the camera moves) slides along the
+        # occluding edge and stays "visible": a residual that grows over frames and biases the poses even under the
+        # Huber loss. Each track is cut at its first observation off by more than trim_sigma robust standard
+        # deviations of the residuals (their median over the Rayleigh median), then everything is adjusted again.
+        trim_px = trim_sigma * float(np.median(err)) / _RAYLEIGH_MEDIAN
+        bad = np.zeros_like(obs_ok)
+        bad[obs_f, pts_idx[obs_q]] = err > trim_px
+        cut = obs_ok & ~(np.cumsum(bad, axis=0) > 0)
+        cut &= (cut.sum(0) >= 2)[None, :]
+        if bad.any() and cut.any(0).sum() >= _MIN_POINTS:
+            X2 = np.full_like(X, np.nan)
+            X2[pts_idx] = P
+            Rt2 = [(R[k], tt[k]) for k in range(T)]
+            log.debug("track SfM: %d observations beyond %.2f px, %d cut from their tracks; adjusted again",
+                      int(bad.sum()), trim_px, int((obs_ok & ~cut).sum()))
+            obs_ok = cut
+            R, tt, P, err, obs_f, obs_q, pts_idx = _bundle_adjust(K, uv, obs_ok, Rt2, X2, ba_iters, huber_px)
     inl_obs = err < 3.0 * huber_px
     rms = float(np.sqrt(np.mean(err[inl_obs] ** 2))) if inl_obs.any() else float("inf")
     # scale gauge: median depth of frame 0's points = 1
