@@ -90,6 +90,22 @@ def test_dis_epe_on_synthetic_scene():
     assert res.valid_fwd[noc_static].mean() > 0.9
 
 
+def test_dis_flow_does_not_depend_on_earlier_calls_with_an_initial_flow():
+    """An OpenCV DIS object once given an initial flow returns a different flow for later calls without one; the
+    estimator's result for a pair must not depend on what it (or the same pool thread) computed before."""
+    from c4d_core.synthetic import SceneSpec, render_scene
+
+    seq = render_scene(SceneSpec(kind="room", camera_path="walk", num_frames=6, width=96, height=64, seed=0,
+                                 num_tracks=0))
+    fresh = DISFlow("medium").estimate(seq.images, [(1, 2), (3, 4)])
+    est = DISFlow("medium", workers=1)
+    init = np.full((2, 64, 96), 2.0, np.float32)
+    est.estimate(seq.images, [(0, 5)], init=[(init, -init)])
+    again = est.estimate(seq.images, [(1, 2), (3, 4)])
+    np.testing.assert_array_equal(again.flow_fwd, fresh.flow_fwd)
+    np.testing.assert_array_equal(again.flow_bwd, fresh.flow_bwd)
+
+
 @pytest.mark.parametrize("make", [
     lambda: [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 80, 3), np.uint8)],  # different sizes
     lambda: np.zeros((2, 64, 64), np.uint8),  # grey batch

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
@@ -240,16 +239,16 @@ class DISFlow:
         self.discontinuity_px = float(discontinuity_px)
         self.discontinuity_radius = int(discontinuity_radius)
         self.workers = max(1, int(workers))
-        self._local = threading.local()  # one DIS object per thread (they keep state between calls)
 
     #: :meth:`estimate` accepts initial flows (refined from their coarsest level instead of from zero)
     supports_initial_flow = True
 
     def pair(self, grey_i: np.ndarray, grey_j: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flow ``2 H W`` float32 from grey ``H W`` uint8 image i to image j (``init``: ``2 H W`` initial flow)."""
-        dis = getattr(self._local, "dis", None)
-        if dis is None:
-            dis = self._local.dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        # a new DIS object per call (creating one costs ~10 us): an OpenCV DIS object that was once given an
+        # initial flow returns a different flow for later calls without one (up to 0.1 px measured), so shared or
+        # per-thread objects made a pair's flow depend on which pairs the same thread had computed before
+        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
         start = None if init is None else np.ascontiguousarray(np.moveaxis(init, 0, -1), dtype=np.float32)
         flow = dis.calc(grey_i, grey_j, start)
         return np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
