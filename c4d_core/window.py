@@ -611,11 +611,15 @@ class WindowProcessor:
         resid = multiview_residual(sfm.T_world_cam, Kp, items, depth, workers=cfg.workers)
         mcfg = self.cfg.motion
         if mcfg.rigidity_threshold_px > 0:
-            from .motion.masks import _clean_mask
+            from .motion.masks import _clean_mask, refine_masks
 
             rig = np.isfinite(resid) & (resid > mcfg.rigidity_threshold_px * W / 320.0)
             rig = np.stack([_clean_mask(rig[t], mcfg.min_region_px, 0) for t in range(T)])
             motion.masks = motion.masks | rig
+            if images is not None and mcfg.refine_radius_px > 0:
+                # the rigidity residual comes from the same flows as the pair votes and bleeds over the motion
+                # boundaries like them: the union is snapped to the image edges again
+                motion.masks = refine_masks(motion.masks, images, mcfg, workers=cfg.workers)
         mp = max(cfg.min_parallax_deg, 1e-3)
         loose = np.isfinite(depth) & (par >= mp)
         good = loose & (resid <= cfg.depth_residual_px * W / 320.0)

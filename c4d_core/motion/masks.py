@@ -285,6 +285,19 @@ def guided_refine(mask: np.ndarray, image: np.ndarray, radius: int, eps: float) 
     return (box(a) * guide + box(b)) > 0.5
 
 
+def refine_masks(raw: np.ndarray, images: Optional[np.ndarray], cfg: MotionConfig, workers: int = 1) -> np.ndarray:
+    """Final clean-up of raw per-frame masks ``T H W``: snapped to the image edges by the guided filter (radius
+    ``cfg.refine_radius_px`` at 320 px width) when ``images`` (``T H W 3`` uint8) are given, else dilated by
+    ``cfg.dilate_px``; regions below ``cfg.min_region_px`` dropped."""
+    W = raw.shape[2]
+    radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
+    if images is not None and radius > 0:
+        return np.stack(thread_map(lambda t: _clean_mask(guided_refine(raw[t], images[t], radius, cfg.refine_eps),
+                                                         cfg.min_region_px, 0), range(raw.shape[0]), workers))
+    return np.stack(thread_map(lambda t: _clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px),
+                               range(raw.shape[0]), workers))
+
+
 def estimate_track_mobility(tracks: Tracks, models: Sequence[PairModel], threshold_px: float,
                             cfg: Optional[MotionConfig] = None) -> np.ndarray:
     """Geometric mobility of every track from the epipolar (or homography) residual of its own positions.
@@ -516,14 +529,9 @@ def compute_motion(flow: FlowResult, num_frames: int, cfg: MotionConfig, tracks:
             cache.put(pair_keys[e], m, rs[0], rs[1])
     # one flagging pair (the paper's union) or, with pair votes, a fraction of the pairs that see the pixel
     raw = votes >= np.maximum(1, np.ceil(cfg.vote_fraction * seen - 1e-6))
-    radius = int(round(cfg.refine_radius_px * W / _REFERENCE_WIDTH))
-    if images is not None and radius > 0:
+    if images is not None:
         check_shape("images", images, "T H W 3", {"T": num_frames, "H": H, "W": W})
-        masks = np.stack(thread_map(lambda t: _clean_mask(guided_refine(raw[t], images[t], radius, cfg.refine_eps),
-                                                          cfg.min_region_px, 0), range(num_frames), cfg.workers))
-    else:
-        masks = np.stack(thread_map(lambda t: _clean_mask(raw[t], cfg.min_region_px, cfg.dilate_px),
-                                    range(num_frames), cfg.workers))
+    masks = refine_masks(raw, images, cfg, cfg.workers)
     for t in range(num_frames):
         if not evidence[t].any():
             log.info("frame %d: no usable motion evidence; its mask is empty", t)
