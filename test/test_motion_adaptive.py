@@ -33,6 +33,31 @@ def test_guided_refine_snaps_to_edges():
     assert iou(out, gt) > 0.95 > 0.6 > iou(grown, gt)
 
 
+def test_colour_guide_separates_a_mover_of_the_background_brightness():
+    """A green object on a red background of the same grey level: the colour guide snaps the haloed mask to the
+    object; a grey guide sees no edge. Also: the work is confined to the mask's surroundings without changing the
+    result (a second mask far away does not move the first one's edge)."""
+    import cv2
+
+    img = np.zeros((60, 80, 3), np.uint8)
+    img[..., 0] = 150                                   # red background
+    obj = np.zeros((60, 80), bool)
+    obj[20:40, 30:50] = True
+    img[obj] = (0, 0, 0)
+    g = int(round(150 * 0.299 / 0.587))                # green of the same grey level
+    img[obj, 1] = g
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    assert np.ptp(grey) <= 1
+    grown = np.zeros_like(obj)
+    grown[17:43, 27:53] = True
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    assert iou(guided_refine(grown, img, 8, 1e-3), obj) > 0.95
+    assert iou(guided_refine(grown, grey, 8, 1e-3), obj) < 0.85  # measured 0.79: a blur of the halo
+    both = grown.copy()
+    both[2:6, 70:78] = True
+    assert np.array_equal(guided_refine(both, img, 8, 1e-3)[:, :60], guided_refine(grown, img, 8, 1e-3)[:, :60])
+
+
 @pytest.mark.slow
 def test_adaptive_beats_fixed_on_real_front_end():
     from c4d_core.correspondence import make_flow_estimator, make_point_tracker

@@ -238,9 +238,9 @@ def test_issue_scene_with_the_default_front_end(stop_and_go):
     sol = WindowProcessor(cfg, "cpu").process(seq.images, None, tracker.get_tracks(list(range(16))))
     m = window_metrics(sol, seq.T_world_cam, seq.depth, np.asarray(seq.dynamic_mask, bool))
     # measured (stop-and-go off / on): ATE/path 0.0060 / 0.0050, RPE 0.027 / 0.026 deg, Abs Rel 0.066 / 0.047,
-    # mask IoU 0.93 / 0.79 (before the tracks were cut at their slide and the rigidity masks snapped to the image:
-    # 0.0112 / 0.0126, Abs Rel 0.072 / 0.069, IoU 0.81 / 0.68)
+    # mask IoU 0.95 / 0.80 (before the tracks were cut at their slide and the rigidity masks snapped to the image
+    # with the colour guide: 0.0112 / 0.0126, Abs Rel 0.072 / 0.069, IoU 0.81 / 0.68)
     assert m["ate_over_path_length"] < 0.008
     assert m["rpe_rot_deg_per_frame"] < 0.1
     assert m["static_depth_abs_rel"] < (0.055 if stop_and_go else 0.075)
-    assert m["mask_iou"] > (0.75 if stop_and_go else 0.88)
+    assert m["mask_iou"] > (0.77 if stop_and_go else 0.9)

@@ -260,29 +260,68 @@ def _clean_mask(mask: np.ndarray, min_region_px: int, dilate_px: int) -> np.ndar
 
 
 def guided_refine(mask: np.ndarray, image: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Snap a binary mask to the image's edges: guided filter (grey guide) of the mask, thresholded at 0.5.
+    """Snap a binary mask to the image's edges: guided filter of the mask, thresholded at 0.5.
+
+    The colour guided filter (He et al., a local affine model of the mask in the three colour channels) for RGB
+    images; a grey guide for ``H W`` images. Colour separates a mover from a background of the same brightness:
+    8-scene mask IoU 0.72 -> 0.78, DAVIS 0.405 -> 0.422 against the grey guide (bench/README.md). The work is
+    confined to the mask's bounding box grown by twice the radius (the filter output is 0 beyond it).
 
     Args:
         mask: ``H W`` bool.
         image: ``H W 3`` uint8 RGB (or ``H W`` grey).
-        radius: box radius in pixels; eps: regulariser on grey levels in [0, 1].
+        radius: box radius in pixels; eps: regulariser on grey levels in [0, 1] (squared).
     Returns:
         ``H W`` bool.
     """
     if radius <= 0 or not mask.any():
         return mask.astype(bool)
-    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    guide = grey.astype(np.float32) / 255.0
-    p = mask.astype(np.float32)
-    k = (2 * radius + 1, 2 * radius + 1)
+    H, W = mask.shape
+    ys, xs = np.nonzero(mask)
+    m = 2 * radius + 1
+    y0, y1 = max(int(ys.min()) - m, 0), min(int(ys.max()) + m + 1, H)
+    x0, x1 = max(int(xs.min()) - m, 0), min(int(xs.max()) + m + 1, W)
+    p = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.float32)
+    img = np.ascontiguousarray(image[y0:y1, x0:x1])
+    k = (m, m)
 
     def box(x):
         return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
 
-    m_g, m_p = box(guide), box(p)
-    a = (box(guide * p) - m_g * m_p) / (box(guide * guide) - m_g * m_g + eps)
-    b = m_p - a * m_g
-    return (box(a) * guide + box(b)) > 0.5
+    out = np.zeros((H, W), bool)
+    m_p = box(p)
+    if img.ndim == 2:
+        guide = img.astype(np.float32) / 255.0
+        m_g = box(guide)
+        a = (box(guide * p) - m_g * m_p) / (box(guide * guide) - m_g * m_g + eps)
+        b = m_p - a * m_g
+        out[y0:y1, x0:x1] = (box(a) * guide + box(b)) > 0.5
+        return out
+    g = img.astype(np.float32) / 255.0
+    r_, g_, b_ = g[..., 0], g[..., 1], g[..., 2]
+    mr, mg, mb = box(r_), box(g_), box(b_)
+    cr, cg, cb = box(r_ * p) - mr * m_p, box(g_ * p) - mg * m_p, box(b_ * p) - mb * m_p
+    # the guide's local covariance (symmetric 3x3) plus eps, inverted in closed form (adjugate / determinant)
+    s_rr = box(r_ * r_) - mr * mr + eps
+    s_rg = box(r_ * g_) - mr * mg
+    s_rb = box(r_ * b_) - mr * mb
+    s_gg = box(g_ * g_) - mg * mg + eps
+    s_gb = box(g_ * b_) - mg * mb
+    s_bb = box(b_ * b_) - mb * mb + eps
+    i_rr = s_gg * s_bb - s_gb * s_gb
+    i_rg = s_rb * s_gb - s_rg * s_bb
+    i_rb = s_rg * s_gb - s_rb * s_gg
+    i_gg = s_rr * s_bb - s_rb * s_rb
+    i_gb = s_rg * s_rb - s_rr * s_gb
+    i_bb = s_rr * s_gg - s_rg * s_rg
+    det = s_rr * i_rr + s_rg * i_rg + s_rb * i_rb
+    ar = (i_rr * cr + i_rg * cg + i_rb * cb) / det
+    ag = (i_rg * cr + i_gg * cg + i_gb * cb) / det
+    ab = (i_rb * cr + i_gb * cg + i_bb * cb) / det
+    bias = m_p - ar * mr - ag * mg - ab * mb
+    q = box(ar) * r_ + box(ag) * g_ + box(ab) * b_ + box(bias)
+    out[y0:y1, x0:x1] = q > 0.5
+    return out
 
 
 def refine_masks(raw: np.ndarray, images: Optional[np.ndarray], cfg: MotionConfig, workers: int = 1) -> np.ndarray:
