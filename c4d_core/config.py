@@ -230,7 +230,7 @@ class StreamConfig(_Section):
                                  lo=1, hi=16)
     tracking_poses: bool = _f(True, "also pose each frame as it arrives, by RANSAC PnP of its tracks against the "
                                     "static 3D tracks of the last solved window (milliseconds instead of the "
-                                    "seconds until its own window is solved; the node's ~/odometry/fast); the "
+                                    "seconds until its own window is solved; the node's ~/odometry/tracking); the "
                                     "window's refined pose follows. Only computed when a caller asks for them")
     skip_static_px: float = _f(0.0, "skip a frame whose mean displacement to the last kept frame is below this "
                                     "many pixels (camera standing still; 0 = keep all)", lo=0.0)
